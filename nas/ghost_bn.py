@@ -1,0 +1,65 @@
+"""Ghost batch norm: statistics per ghost batch, at training *and* evaluation time.
+
+The batch of N examples is cut into consecutive ghost batches of `ghost_size` (the last one may be
+smaller when N is not a multiple). Each ghost batch is normalised with its own mean and variance, as if
+it had been run alone; no running averages are used (the paper's rule for the one-shot model: a
+candidate's statistics are unknown in advance, so they are computed on the fly).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def num_ghosts(batch: int, ghost_size: int | None) -> int:
+    """Number of ghost batches a batch of `batch` examples is cut into."""
+    return 1 if ghost_size is None else max(1, math.ceil(batch / ghost_size))
+
+
+def ghost_sizes(batch: int, ghost_size: int | None) -> list[int]:
+    """Sizes of the consecutive ghost batches (all `ghost_size` but perhaps the last)."""
+    if ghost_size is None or ghost_size >= batch:
+        return [batch]
+    full, rest = divmod(batch, ghost_size)
+    return [ghost_size] * full + ([rest] if rest else [])
+
+
+def per_example(rows: torch.Tensor, batch: int, ghost_size: int | None) -> torch.Tensor:
+    """Expand per-ghost-batch rows [G, ...] to per-example rows [batch, ...] (G = 1 broadcasts)."""
+    if rows.shape[0] == 1:
+        return rows.expand(batch, *rows.shape[1:])
+    sizes = ghost_sizes(batch, ghost_size)
+    if len(set(sizes)) == 1:
+        return rows.repeat_interleave(sizes[0], dim=0)
+    return rows.repeat_interleave(torch.tensor(sizes, device=rows.device), dim=0)
+
+
+class GhostBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that normalises each ghost batch with its own statistics.
+
+    `forward(x, ghost_size)`: with an int, statistics per ghost batch (always batch statistics, even in
+    eval mode); with None, exactly `nn.BatchNorm2d` (used by stand-alone networks).
+    """
+
+    def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:  # type: ignore[override]
+        if ghost_size is None:
+            return super().forward(x)
+        n, c = x.shape[:2]
+        sizes = ghost_sizes(n, ghost_size)
+        xf = x.float()  # statistics in float32 also under bf16 autocast
+        if len(set(sizes)) == 1:
+            g = xf.view(len(sizes), sizes[0], c, -1)
+            var, mean = torch.var_mean(g, dim=(1, 3), keepdim=True, correction=0)
+            y = ((g - mean) * torch.rsqrt(var + self.eps)).view_as(xf)
+        else:
+            parts = []
+            for chunk in xf.split(sizes):
+                var, mean = torch.var_mean(chunk, dim=(0, 2, 3), keepdim=True, correction=0)
+                parts.append((chunk - mean) * torch.rsqrt(var + self.eps))
+            y = torch.cat(parts)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return y.to(x.dtype)

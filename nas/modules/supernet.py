@@ -1,0 +1,131 @@
+"""OneShotModule: trains the supernet with scheduled path dropout, ghost batch norm and masked L2."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from nas.dropout import PathDropout
+from nas.errors import check
+from nas.ghost_bn import num_ghosts
+from nas.modules.optim import sgd_with_schedule, validate_optimizer
+from nas.spaces import SearchSpace, build_space
+
+
+class OneShotModule(L.LightningModule):
+    """Cross-entropy + masked L2 on the supernet; validation and test use the all-on masks."""
+
+    def __init__(
+        self,
+        space: SearchSpace | Mapping,
+        filters: int = 16,
+        cells: int = 6,
+        stages: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        ghost_size: int = 32,
+        eval_ghost_size: int | None = None,
+        dropout_rate: float = 0.1,
+        dropout_schedule: str = "linear",
+        keep_one_path: bool = False,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        l2: float = 1e-4,
+        lr_schedule: str = "cosine",
+        warmup_steps: int = 0,
+        mask_seed: int = 0,
+    ):
+        super().__init__()
+        space = build_space(space)
+        check(isinstance(ghost_size, int) and ghost_size >= 1,
+              f"model.ghost_size={ghost_size!r} must be an integer >= 1 (the paper uses 32)")
+        check(eval_ghost_size is None or (isinstance(eval_ghost_size, int) and eval_ghost_size >= 1),
+              f"model.eval_ghost_size={eval_ghost_size!r} must be null (= ghost_size) or an integer >= 1")
+        check(l2 >= 0, f"model.l2={l2!r} must be >= 0 (the masked L2 coefficient; paper: 1e-4)")
+        self.save_hyperparameters(ignore=["space"])
+        self.hparams["space"] = space.spec()  # plain values: the checkpoint rebuilds the space
+        self.space = space
+        self.supernet = space.build_supernet(filters=filters, cells=cells, stages=stages,
+                                             num_classes=num_classes, in_channels=in_channels)
+        self.dropout = PathDropout(dropout_rate, dropout_schedule, keep_one_path)
+        validate_optimizer(lr, momentum, lr_schedule, warmup_steps)
+        self.mask_generator = torch.Generator().manual_seed(mask_seed)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @property
+    def eval_ghost_size(self) -> int:
+        return self.hparams.eval_ghost_size or self.hparams.ghost_size
+
+    def forward(self, x: torch.Tensor, masks=None, ghost_size: int | None = None) -> torch.Tensor:
+        return self.supernet(x, masks, ghost_size or self.eval_ghost_size)
+
+    def progress(self) -> float:
+        """Fraction of training done, for the dropout ramp (0 before the first step)."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
+        return self.global_step / total if total and total != float("inf") else 0.0
+
+    def on_fit_start(self) -> None:
+        batch = getattr(self.trainer.datamodule, "batch_size", None)
+        ghost = self.hparams.ghost_size
+        check(batch is None or batch % ghost == 0,
+              f"model.ghost_size={ghost} does not divide dataset.batch_size={batch}; "
+              f"choose a ghost size that divides the batch (e.g. {_divisor_near(batch, ghost)})")
+        # different workers must draw different masks (the paper's 16 workers each had their own)
+        if self.global_rank:
+            self.mask_generator.manual_seed(self.hparams.mask_seed + 1000003 * self.global_rank)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        ghosts = num_ghosts(x.shape[0], self.hparams.ghost_size)
+        masks = self.dropout.sample(self.space, ghosts, self.progress(), self.mask_generator)
+        logits = self.supernet(x, masks, self.hparams.ghost_size)
+        ce = F.cross_entropy(logits, y)
+        l2 = self.supernet.l2_penalty(masks) if self.hparams.l2 else torch.zeros((), device=x.device)
+        loss = ce + 0.5 * self.hparams.l2 * l2
+        self.train_acc(logits, y)
+        self.log("train/loss", ce, prog_bar=True)
+        self.log("train/l2", l2)
+        self.log("train/acc", self.train_acc, prog_bar=True)
+        self.log("train/drop_prob_k7", self.dropout.drop_prob(7, self.progress()))
+        return loss
+
+    def _eval_step(self, batch, metric, prefix: str):
+        x, y = batch
+        logits = self(x)  # all-on masks, batch statistics per ghost batch of eval_ghost_size
+        metric(logits, y)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val")
+        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_acc, "test")
+
+    def configure_optimizers(self):
+        # weight decay is the masked L2 term of the loss, so the optimizer's own decay stays 0
+        h = self.hparams
+        return sgd_with_schedule(self.parameters(), h.lr, h.momentum, h.nesterov, h.lr_schedule,
+                                 h.warmup_steps, int(self.trainer.estimated_stepping_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mask_generator"] = self.mask_generator.get_state()
+        checkpoint["space_fingerprint"] = self.space.fingerprint
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "mask_generator" in checkpoint:
+            self.mask_generator.set_state(checkpoint["mask_generator"])
+
+
+def _divisor_near(batch: int | None, ghost: int) -> int:
+    """The divisor of `batch` closest to `ghost` (for the error message)."""
+    if not batch:
+        return ghost
+    return min((d for d in range(1, batch + 1) if batch % d == 0), key=lambda d: abs(d - ghost))

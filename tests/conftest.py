@@ -1,0 +1,44 @@
+"""Shared fixtures: small spaces and Hydra composition of the entry configs outside a Hydra run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the entry scripts (train.py, search.py) live at the top level
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def small_space():
+    """Two choice blocks and three ops: small enough to enumerate, same machinery as the paper's."""
+    from nas.spaces import OneShotCellSpace
+
+    return OneShotCellSpace(num_blocks=2, ops=["identity", "sep3x3", "maxpool3x3"], max_ops=2)
+
+
+def compose_config(name: str, overrides: list[str], run_dir: Path):
+    """Compose conf/<name>.yaml as Hydra would for a run in `run_dir` (resolvers included)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """compose_train(*overrides) -> the train config of a run in a fresh directory."""
+    return lambda *overrides: compose_config("train", list(overrides), tmp_path)
