@@ -7,7 +7,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nas.cli import user_errors
+from nas.cli import user_errors, write_run_result
 from nas.loggers import finish_wandb
 
 
@@ -16,7 +16,10 @@ def train(cfg: DictConfig) -> float | None:
     with user_errors():
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.dataset)
-        model_kwargs = {"num_classes": datamodule.num_classes, "in_channels": datamodule.in_channels}
+        model_kwargs = {
+            "num_classes": datamodule.num_classes,
+            "in_channels": datamodule.in_channels,
+        }
         if cfg.get("arch"):  # stand-alone retraining of one architecture
             model_kwargs["arch"] = cfg.arch
         else:
@@ -29,12 +32,16 @@ def train(cfg: DictConfig) -> float | None:
             trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics = dict(
+                trainer.callback_metrics
+            )  # validation metrics, before test replaces them
             if cfg.test_after_fit:
                 trainer.test(module, datamodule=datamodule, verbose=True)
+                metrics.update(trainer.callback_metrics)
         finally:
             finish_wandb()
-        val = trainer.callback_metrics.get("val/acc")
-        return None if val is None else float(val)
+        result = write_run_result(trainer, module, metrics, cfg.trainer.default_root_dir)
+        return result.get("val_acc")
 
 
 main = hydra.main(config_path="conf", config_name="train", version_base="1.3")(train)

@@ -20,10 +20,15 @@ class PathDropout:
     """Draws per-ghost-batch path masks for a space at a point `progress` in [0, 1] of training."""
 
     def __init__(self, rate: float = 0.1, schedule: str = "linear", keep_one: bool = False):
-        check(isinstance(rate, int | float) and 0.0 < rate < 1.0,
-              f"dropout rate r={rate!r} must lie strictly between 0 and 1 (the paper ends at r=0.1; "
-              f"it is the chance that all paths into a node drop); set model.dropout_rate")
-        check(schedule in SCHEDULES, f"dropout schedule {schedule!r} is unknown; choose one of {list(SCHEDULES)}")
+        check(
+            isinstance(rate, int | float) and 0.0 < rate < 1.0,
+            f"dropout rate r={rate!r} must lie strictly between 0 and 1 (the paper ends at r=0.1; "
+            f"it is the chance that all paths into a node drop); set model.dropout_rate",
+        )
+        check(
+            schedule in SCHEDULES,
+            f"dropout schedule {schedule!r} is unknown; choose one of {list(SCHEDULES)}",
+        )
         self.rate, self.schedule, self.keep_one = float(rate), schedule, keep_one
 
     def ramp(self, progress: float) -> float:
@@ -36,7 +41,9 @@ class PathDropout:
         """Probability that one path of a node with `fan_in` paths is dropped: ramp · r^(1/k)."""
         return self.ramp(progress) * self.rate ** (1.0 / fan_in)
 
-    def sample(self, space: SearchSpace, ghosts: int, progress: float, generator: torch.Generator) -> Masks:
+    def sample(
+        self, space: SearchSpace, ghosts: int, progress: float, generator: torch.Generator
+    ) -> Masks:
         """Masks [ghosts, k] per decision; with keep_one, a row with every path dropped keeps one."""
         masks = {}
         for d in space.decisions:

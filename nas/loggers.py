@@ -9,17 +9,31 @@ from nas.errors import check
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
-def wandb_logger(project: str = "oneshot-nas", name: str | None = None, group: str | None = None,
-                 save_dir: str = ".", mode: str = "auto", tags: list[str] | None = None):
+def wandb_logger(
+    project: str = "oneshot-nas",
+    name: str | None = None,
+    group: str | None = None,
+    save_dir: str = ".",
+    mode: str = "auto",
+    tags: list[str] | None = None,
+):
     """A WandbLogger; mode `auto` is online when a login or WANDB_API_KEY exists, else offline."""
-    check(mode in WANDB_MODES, f"logger.mode={mode!r} is unknown; choose one of {list(WANDB_MODES)}")
+    check(
+        mode in WANDB_MODES, f"logger.mode={mode!r} is unknown; choose one of {list(WANDB_MODES)}"
+    )
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
     if mode == "auto":
         mode = "online" if _wandb_logged_in(wandb) else "offline"
-    return WandbLogger(project=project, name=name or None, group=group, save_dir=save_dir,
-                       mode=mode, tags=list(tags or []))
+    return WandbLogger(
+        project=project,
+        name=name or None,
+        group=group,
+        save_dir=save_dir,
+        mode=mode,
+        tags=list(tags or []),
+    )
 
 
 def _wandb_logged_in(wandb) -> bool:

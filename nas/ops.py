@@ -38,7 +38,9 @@ class SepConvPair(nn.Module):
         pad = kernel // 2
         self.units = nn.ModuleList()
         for _ in range(2):
-            self.units.append(BNReLUConv(channels, channels, kernel, padding=pad, groups=channels, ghost=ghost))
+            self.units.append(
+                BNReLUConv(channels, channels, kernel, padding=pad, groups=channels, ghost=ghost)
+            )
             self.units.append(_Pointwise(channels))
 
     def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
@@ -74,7 +76,11 @@ class Pool(nn.Module):
 
     def __init__(self, kind: str):
         super().__init__()
-        self.pool = nn.MaxPool2d(3, 1, 1) if kind == "max" else nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.pool = (
+            nn.MaxPool2d(3, 1, 1)
+            if kind == "max"
+            else nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        )
 
     def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
         return self.pool(x)

@@ -47,7 +47,9 @@ def test_linear_schedule_ramps_from_zero():
     space = OneShotCellSpace()
     drop = PathDropout(0.1, "linear")
     gen = torch.Generator().manual_seed(2)
-    assert all(bool(m.all()) for m in drop.sample(space, 1000, 0.0, gen).values())  # nothing dropped at start
+    assert all(
+        bool(m.all()) for m in drop.sample(space, 1000, 0.0, gen).values()
+    )  # nothing dropped at start
     for progress in (0.25, 0.5, 0.75):
         m = drop.sample(space, N, progress, gen)["block3/inputs"]
         assert _within(1 - m.mean().item(), progress * 0.1 ** (1 / 5))

@@ -42,7 +42,9 @@ def test_no_ghost_size_is_plain_batchnorm_with_running_stats():
 
 
 def test_sizes_and_per_example_expansion():
-    assert ghost_sizes(10, 4) == [4, 4, 2] and ghost_sizes(8, 4) == [4, 4] and ghost_sizes(3, 8) == [3]
+    assert (
+        ghost_sizes(10, 4) == [4, 4, 2] and ghost_sizes(8, 4) == [4, 4] and ghost_sizes(3, 8) == [3]
+    )
     rows = torch.tensor([[1.0], [2.0], [3.0]])
     assert per_example(rows, 10, 4).squeeze(1).tolist() == [1] * 4 + [2] * 4 + [3] * 2
     assert per_example(rows[:1], 5, 2).squeeze(1).tolist() == [1] * 5
@@ -59,7 +61,10 @@ def test_supernet_batch_equals_ghost_batches_run_alone(small_space):
     for training in (True, False):
         net.train(training)
         together = net(x, masks, 4)
-        alone = torch.cat([
-            net(x[4 * g: 4 * (g + 1)], {k: m[g: g + 1] for k, m in masks.items()}, 4) for g in range(3)
-        ])
+        alone = torch.cat(
+            [
+                net(x[4 * g : 4 * (g + 1)], {k: m[g : g + 1] for k, m in masks.items()}, 4)
+                for g in range(3)
+            ]
+        )
         torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)

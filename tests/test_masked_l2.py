@@ -14,7 +14,9 @@ def _module(space, l2=1e-2):
 
 def _masks(space):
     masks = space.full_masks(2)
-    masks["block0/ops"] = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])  # sep3x3 in half the ghosts
+    masks["block0/ops"] = torch.tensor(
+        [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
+    )  # sep3x3 in half the ghosts
     masks["block1/inputs"] = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # 'prev' never
     masks["block1/ops"] = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])  # sep3x3 never
     return masks
@@ -26,7 +28,10 @@ def test_l2_gradient_is_zero_on_unused_paths_and_formula_on_used(small_space):
     masks = _masks(small_space)
     (0.5 * lam * net.l2_penalty(masks)).backward()
     for cell in net.cells:
-        for p in [*cell.blocks[1].inputs["prev"].parameters(), *cell.blocks[1].ops["sep3x3"].parameters()]:
+        for p in [
+            *cell.blocks[1].inputs["prev"].parameters(),
+            *cell.blocks[1].ops["sep3x3"].parameters(),
+        ]:
             assert p.grad is None or torch.count_nonzero(p.grad) == 0
         half = [p for p in cell.blocks[0].ops["sep3x3"].parameters() if p.dim() > 1]
         for p in half:  # used by 1 of 2 ghost batches: gradient λ · 0.5 · w
@@ -42,9 +47,16 @@ def test_loss_gradient_touches_no_dropped_path(small_space):
     masks = _masks(small_space)
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 5, (8,))
     logits = module.supernet(x, masks, 4)
-    loss = torch.nn.functional.cross_entropy(logits, y) + 0.5 * module.hparams.l2 * module.supernet.l2_penalty(masks)
+    loss = torch.nn.functional.cross_entropy(
+        logits, y
+    ) + 0.5 * module.hparams.l2 * module.supernet.l2_penalty(masks)
     loss.backward()
     for cell in module.supernet.cells:
-        for p in [*cell.blocks[1].inputs["prev"].parameters(), *cell.blocks[1].ops["sep3x3"].parameters()]:
+        for p in [
+            *cell.blocks[1].inputs["prev"].parameters(),
+            *cell.blocks[1].ops["sep3x3"].parameters(),
+        ]:
             assert p.grad is None or torch.count_nonzero(p.grad) == 0
-        assert any(torch.count_nonzero(p.grad) > 0 for p in cell.blocks[0].ops["sep3x3"].parameters())
+        assert any(
+            torch.count_nonzero(p.grad) > 0 for p in cell.blocks[0].ops["sep3x3"].parameters()
+        )

@@ -84,7 +84,10 @@ def test_space_rebuilds_from_spec():
     [
         ({"block0/inputs": ["prev"], "block0/ops": ["conv9x9"]}, "unknown option"),
         ({"block0/inputs": [], "block0/ops": ["identity"]}, "expected 1 to 2"),
-        ({"block0/inputs": ["prev"], "block0/ops": ["identity", "sep3x3", "maxpool3x3"]}, "expected 1 to 2"),
+        (
+            {"block0/inputs": ["prev"], "block0/ops": ["identity", "sep3x3", "maxpool3x3"]},
+            "expected 1 to 2",
+        ),
         ({"block0/inputs": ["block3"], "block0/ops": ["identity"]}, "allowed"),
     ],
 )

@@ -47,13 +47,21 @@ def test_masked_supernet_equals_extracted_children(small_space):
     archs = [small_space.sample(rng) for _ in range(4)]
     masks = small_space.encode(archs)
     x = torch.randn(4 * 6, 3, 8, 8)
-    torch.testing.assert_close(net(x, masks, 6), _dense_reference(net, x, masks, 6), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        net(x, masks, 6), _dense_reference(net, x, masks, 6), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_extracted_child_has_only_chosen_paths(small_space):
     net = small_space.build_supernet(filters=4, cells=2, stages=2)
-    arch = small_space.architecture({"block0/inputs": ["prev"], "block0/ops": ["identity"],
-                                     "block1/inputs": ["block0"], "block1/ops": ["maxpool3x3"]})
+    arch = small_space.architecture(
+        {
+            "block0/inputs": ["prev"],
+            "block0/ops": ["identity"],
+            "block1/inputs": ["block0"],
+            "block1/ops": ["maxpool3x3"],
+        }
+    )
     child = net.extract(arch)
     names = {n for n, _ in child.named_parameters()}
     assert not any("sep3x3" in n or "prev_prev" in n for n in names)
@@ -85,7 +93,9 @@ def test_mask_shape_errors_are_clear(small_space):
         net(torch.randn(8, 3, 8, 8), small_space.full_masks(3), 2)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [({"filters": 0}, "filters=0"), ({"cells": 1, "stages": 2}, "cells=1")])
+@pytest.mark.parametrize(
+    "kwargs, fragment", [({"filters": 0}, "filters=0"), ({"cells": 1, "stages": 2}, "cells=1")]
+)
 def test_bad_network_sizes_are_clear(small_space, kwargs, fragment):
     with pytest.raises(NasError, match=fragment):
         small_space.build_supernet(**kwargs)

@@ -20,7 +20,10 @@ def load_architecture(arch: str | Path | Mapping | Architecture) -> Architecture
     if isinstance(arch, Architecture):
         return arch
     if isinstance(arch, Mapping):
-        check("space_spec" in arch, "architecture dict lacks 'space_spec'; use a JSON file written by search.py")
+        check(
+            "space_spec" in arch,
+            "architecture dict lacks 'space_spec'; use a JSON file written by search.py",
+        )
         return Architecture.from_json(dict(arch), build_space(arch["space_spec"]))
     text = str(arch)
     if text.lstrip().startswith("{"):
@@ -58,8 +61,14 @@ class StandaloneModule(L.LightningModule):
         self.hparams["arch_id"] = architecture.id
         self.hparams["group"] = group or _group_from_name(arch)
         self.arch = architecture
-        self.net = architecture.space.build_child(architecture, filters=filters, cells=cells, stages=stages,
-                                                  num_classes=num_classes, in_channels=in_channels)
+        self.net = architecture.space.build_child(
+            architecture,
+            filters=filters,
+            cells=cells,
+            stages=stages,
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
         self.num_params = sum(p.numel() for p in self.net.parameters())
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -69,7 +78,8 @@ class StandaloneModule(L.LightningModule):
         return self.net(x)
 
     def on_fit_start(self) -> None:
-        self.log_dict({"model/params": float(self.num_params)}, rank_zero_only=True)
+        if self.logger is not None:
+            self.logger.log_metrics({"model/params": float(self.num_params)}, step=0)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -96,11 +106,23 @@ class StandaloneModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        decay = [p for p in self.parameters() if p.dim() > 1]  # conv/linear weights, not BN or biases
+        decay = [
+            p for p in self.parameters() if p.dim() > 1
+        ]  # conv/linear weights, not BN or biases
         rest = [p for p in self.parameters() if p.dim() <= 1]
-        groups = [{"params": decay, "weight_decay": h.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-        return sgd_with_schedule(groups, h.lr, h.momentum, h.nesterov, h.lr_schedule, h.warmup_steps,
-                                 int(self.trainer.estimated_stepping_batches))
+        groups = [
+            {"params": decay, "weight_decay": h.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ]
+        return sgd_with_schedule(
+            groups,
+            h.lr,
+            h.momentum,
+            h.nesterov,
+            h.lr_schedule,
+            h.warmup_steps,
+            int(self.trainer.estimated_stepping_batches),
+        )
 
 
 def _group_from_name(arch) -> str | None:

@@ -42,16 +42,25 @@ class OneShotModule(L.LightningModule):
     ):
         super().__init__()
         space = build_space(space)
-        check(isinstance(ghost_size, int) and ghost_size >= 1,
-              f"model.ghost_size={ghost_size!r} must be an integer >= 1 (the paper uses 32)")
-        check(eval_ghost_size is None or (isinstance(eval_ghost_size, int) and eval_ghost_size >= 1),
-              f"model.eval_ghost_size={eval_ghost_size!r} must be null (= ghost_size) or an integer >= 1")
+        check(
+            isinstance(ghost_size, int) and ghost_size >= 1,
+            f"model.ghost_size={ghost_size!r} must be an integer >= 1 (the paper uses 32)",
+        )
+        check(
+            eval_ghost_size is None or (isinstance(eval_ghost_size, int) and eval_ghost_size >= 1),
+            f"model.eval_ghost_size={eval_ghost_size!r} must be null (= ghost_size) or an integer >= 1",
+        )
         check(l2 >= 0, f"model.l2={l2!r} must be >= 0 (the masked L2 coefficient; paper: 1e-4)")
         self.save_hyperparameters(ignore=["space"])
         self.hparams["space"] = space.spec()  # plain values: the checkpoint rebuilds the space
         self.space = space
-        self.supernet = space.build_supernet(filters=filters, cells=cells, stages=stages,
-                                             num_classes=num_classes, in_channels=in_channels)
+        self.supernet = space.build_supernet(
+            filters=filters,
+            cells=cells,
+            stages=stages,
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
         self.dropout = PathDropout(dropout_rate, dropout_schedule, keep_one_path)
         validate_optimizer(lr, momentum, lr_schedule, warmup_steps)
         self.mask_generator = torch.Generator().manual_seed(mask_seed)
@@ -74,9 +83,11 @@ class OneShotModule(L.LightningModule):
     def on_fit_start(self) -> None:
         batch = getattr(self.trainer.datamodule, "batch_size", None)
         ghost = self.hparams.ghost_size
-        check(batch is None or batch % ghost == 0,
-              f"model.ghost_size={ghost} does not divide dataset.batch_size={batch}; "
-              f"choose a ghost size that divides the batch (e.g. {_divisor_near(batch, ghost)})")
+        check(
+            batch is None or batch % ghost == 0,
+            f"model.ghost_size={ghost} does not divide dataset.batch_size={batch}; "
+            f"choose a ghost size that divides the batch (e.g. {_divisor_near(batch, ghost)})",
+        )
         # different workers must draw different masks (the paper's 16 workers each had their own)
         if self.global_rank:
             self.mask_generator.manual_seed(self.hparams.mask_seed + 1000003 * self.global_rank)
@@ -87,7 +98,9 @@ class OneShotModule(L.LightningModule):
         masks = self.dropout.sample(self.space, ghosts, self.progress(), self.mask_generator)
         logits = self.supernet(x, masks, self.hparams.ghost_size)
         ce = F.cross_entropy(logits, y)
-        l2 = self.supernet.l2_penalty(masks) if self.hparams.l2 else torch.zeros((), device=x.device)
+        l2 = (
+            self.supernet.l2_penalty(masks) if self.hparams.l2 else torch.zeros((), device=x.device)
+        )
         loss = ce + 0.5 * self.hparams.l2 * l2
         self.train_acc(logits, y)
         self.log("train/loss", ce, prog_bar=True)
@@ -112,8 +125,15 @@ class OneShotModule(L.LightningModule):
     def configure_optimizers(self):
         # weight decay is the masked L2 term of the loss, so the optimizer's own decay stays 0
         h = self.hparams
-        return sgd_with_schedule(self.parameters(), h.lr, h.momentum, h.nesterov, h.lr_schedule,
-                                 h.warmup_steps, int(self.trainer.estimated_stepping_batches))
+        return sgd_with_schedule(
+            self.parameters(),
+            h.lr,
+            h.momentum,
+            h.nesterov,
+            h.lr_schedule,
+            h.warmup_steps,
+            int(self.trainer.estimated_stepping_batches),
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["mask_generator"] = self.mask_generator.get_state()

@@ -27,28 +27,34 @@ def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
     out_elements * (in_channels / groups) * kh * kw; a linear layer out_elements * in_features.
     Biases, norms, pooling and activations are not counted (the usual convention).
     """
+    return sum(macs_by_module(module, input_shape).values())
+
+
+def macs_by_module(module: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """MACs of each Conv2d/Linear submodule (by name) in one batch-1 pass (see `count_macs`)."""
     shape = tuple(input_shape)
     check(
         len(shape) >= 1 and all(isinstance(s, int) and s >= 1 for s in shape),
         f"input_shape={input_shape!r} must be positive integers without the batch, e.g. (3, 32, 32)",
     )
-    total = 0
+    macs: dict[str, int] = {}
 
-    def conv_hook(mod: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = mod.kernel_size
-        total += output.numel() * (mod.in_channels // mod.groups) * kh * kw
+    def hook_for(name: str):
+        def hook(mod: nn.Module, _inputs, output: torch.Tensor) -> None:
+            if isinstance(mod, nn.Conv2d):
+                kh, kw = mod.kernel_size
+                per_output = (mod.in_channels // mod.groups) * kh * kw
+            else:
+                per_output = mod.in_features
+            macs[name] = macs.get(name, 0) + output.numel() * per_output
 
-    def linear_hook(mod: nn.Linear, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * mod.in_features
+        return hook
 
-    handles = []
-    for mod in module.modules():
-        if isinstance(mod, nn.Conv2d):
-            handles.append(mod.register_forward_hook(conv_hook))
-        elif isinstance(mod, nn.Linear):
-            handles.append(mod.register_forward_hook(linear_hook))
+    handles = [
+        mod.register_forward_hook(hook_for(name))
+        for name, mod in module.named_modules()
+        if isinstance(mod, nn.Conv2d | nn.Linear)
+    ]
     param = next(module.parameters(), None)
     x = torch.zeros(
         (1, *shape),
@@ -64,7 +70,7 @@ def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
         module.train(was_training)
         for h in handles:
             h.remove()
-    return int(total)
+    return {name: int(v) for name, v in macs.items()}
 
 
 def child_size(
@@ -80,12 +86,43 @@ def child_size(
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    net = space.build_child(arch, **network_kwargs)
+    with torch.device("meta"):  # shapes only: no weights allocated, no arithmetic done
+        net = space.build_child(arch, **network_kwargs)
     size = (count_params(net), count_macs(net, input_shape))
     _cache[key] = size
     if len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)  # least recently used
     return size
+
+
+class SizeTable:
+    """(params, MACs) of any child of a cell supernet without building it.
+
+    A child's modules are a subset of the supernet's, with the same shapes and resolutions, so one
+    meta-device pass over the supernet gives every module's share, grouped by the switchable path it
+    belongs to (`Supernet.path_of`); a child's size is the sum over the paths it uses
+    (`Supernet.paths_used`). Tested equal to `child_size` of the built child.
+    """
+
+    def __init__(self, space: SearchSpace, network_kwargs: Mapping, input_shape: Sequence[int]):
+        with torch.device("meta"):
+            supernet = space.build_supernet(**network_kwargs)
+        self._paths_used = supernet.paths_used
+        self.params: dict[tuple, int] = {}
+        self.macs: dict[tuple, int] = {}
+        for name, p in supernet.named_parameters():
+            key = supernet.path_of(name)
+            self.params[key] = self.params.get(key, 0) + p.numel()
+        for name, macs in macs_by_module(supernet, input_shape).items():
+            key = supernet.path_of(name)
+            self.macs[key] = self.macs.get(key, 0) + macs
+
+    def __call__(self, arch: Architecture) -> tuple[int, int]:
+        used = self._paths_used(arch)
+        return (
+            sum(v for k, v in self.params.items() if k in used),
+            sum(v for k, v in self.macs.items() if k in used),
+        )
 
 
 def clear_size_cache() -> None:

@@ -21,4 +21,12 @@ def build_space(spec: SearchSpace | Mapping) -> SearchSpace:
     return SPACES[name](**spec)
 
 
-__all__ = ["SPACES", "Architecture", "Decision", "Masks", "OneShotCellSpace", "SearchSpace", "build_space"]
+__all__ = [
+    "SPACES",
+    "Architecture",
+    "Decision",
+    "Masks",
+    "OneShotCellSpace",
+    "SearchSpace",
+    "build_space",
+]

@@ -36,7 +36,10 @@ class Decision:
         object.__setattr__(self, "options", tuple(self.options))
         if self.max_k is None:
             object.__setattr__(self, "max_k", len(self.options))
-        check(len(set(self.options)) == len(self.options), f"decision {self.name!r} repeats an option: {self.options}")
+        check(
+            len(set(self.options)) == len(self.options),
+            f"decision {self.name!r} repeats an option: {self.options}",
+        )
         check(
             0 <= self.min_k <= self.max_k <= len(self.options) and self.max_k >= 1,
             f"decision {self.name!r}: need 0 <= min_k <= max_k <= {len(self.options)} options, "
@@ -69,8 +72,14 @@ class Decision:
         """Validate `chosen` and return it in option order."""
         chosen = tuple(chosen)
         unknown = [c for c in chosen if c not in self.options]
-        check(not unknown, f"decision {self.name!r}: unknown option(s) {unknown}; allowed: {list(self.options)}")
-        check(len(set(chosen)) == len(chosen), f"decision {self.name!r}: option chosen twice in {list(chosen)}")
+        check(
+            not unknown,
+            f"decision {self.name!r}: unknown option(s) {unknown}; allowed: {list(self.options)}",
+        )
+        check(
+            len(set(chosen)) == len(chosen),
+            f"decision {self.name!r}: option chosen twice in {list(chosen)}",
+        )
         check(
             self.min_k <= len(chosen) <= self.max_k,
             f"decision {self.name!r}: chose {len(chosen)} option(s) {list(chosen)}, "
@@ -91,7 +100,10 @@ class Architecture:
         names = [d.name for d in self.space.decisions]
         missing = [n for n in names if n not in given]
         extra = [n for n in given if n not in names]
-        check(not extra, f"architecture names decision(s) {extra} that space {self.space.name!r} does not have; its decisions: {names}")
+        check(
+            not extra,
+            f"architecture names decision(s) {extra} that space {self.space.name!r} does not have; its decisions: {names}",
+        )
         check(not missing, f"architecture lacks decision(s) {missing} of space {self.space.name!r}")
         canon = {d.name: d.canonical(given[d.name]) for d in self.space.decisions}
         object.__setattr__(self, "choices", canon)
@@ -135,31 +147,44 @@ class Architecture:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as err:
-                raise NasError(f"architecture JSON is malformed ({err}); expected an object like {{\"space\": ..., \"choices\": {{...}}}}") from None
+                raise NasError(
+                    f'architecture JSON is malformed ({err}); expected an object like {{"space": ..., "choices": {{...}}}}'
+                ) from None
         else:
             data = dict(text)
-        check(isinstance(data, dict) and isinstance(data.get("choices"), dict),
-              f"architecture JSON must be an object with a 'choices' mapping, got: {str(data)[:200]}")
+        check(
+            isinstance(data, dict) and isinstance(data.get("choices"), dict),
+            f"architecture JSON must be an object with a 'choices' mapping, got: {str(data)[:200]}",
+        )
         if "space" in data:
-            check(data["space"] == space.name,
-                  f"architecture is from space {data['space']!r}, but the model's space is {space.name!r}")
+            check(
+                data["space"] == space.name,
+                f"architecture is from space {data['space']!r}, but the model's space is {space.name!r}",
+            )
         if "fingerprint" in data:
-            check(data["fingerprint"] == space.fingerprint,
-                  f"architecture is from another configuration of space {space.name!r} "
-                  f"(fingerprint {data['fingerprint']} != {space.fingerprint}); its decisions or options differ")
+            check(
+                data["fingerprint"] == space.fingerprint,
+                f"architecture is from another configuration of space {space.name!r} "
+                f"(fingerprint {data['fingerprint']} != {space.fingerprint}); its decisions or options differ",
+            )
         if data.get("all_on"):
             return space.all_on()
         choices = data["choices"]
         for name, value in choices.items():
-            check(isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
-                  f"architecture decision {name!r} must list option names, got {value!r}")
+            check(
+                isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
+                f"architecture decision {name!r} must list option names, got {value!r}",
+            )
         return cls(space, {k: tuple(v) for k, v in choices.items()})
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | None = None) -> Architecture:
         """Read an architecture JSON file; without `space`, rebuild it from the file's `space_spec`."""
         path = Path(path)
-        check(path.is_file(), f"architecture file {str(path)!r} does not exist; pass arch=<path to a .json written by search.py>")
+        check(
+            path.is_file(),
+            f"architecture file {str(path)!r} does not exist; pass arch=<path to a .json written by search.py>",
+        )
         text = path.read_text()
         if space is None:
             space = _space_of(text, path)
@@ -180,7 +205,10 @@ class SearchSpace:
     def __init__(self, decisions: Sequence[Decision]):
         self.decisions: tuple[Decision, ...] = tuple(decisions)
         names = [d.name for d in self.decisions]
-        check(len(set(names)) == len(names), f"search space {self.name!r} repeats a decision name: {names}")
+        check(
+            len(set(names)) == len(names),
+            f"search space {self.name!r} repeats a decision name: {names}",
+        )
         self._by_name = {d.name: d for d in self.decisions}
 
     # -- identity ---------------------------------------------------------------------------
@@ -218,7 +246,10 @@ class SearchSpace:
 
     def enumerate(self, limit: int = 1_000_000) -> Iterator[Architecture]:
         """Every architecture, in a fixed order; refuses spaces larger than `limit`."""
-        check(self.count() <= limit, f"space {self.name!r} has {self.count():,} architectures, more than limit={limit:,}; sample instead")
+        check(
+            self.count() <= limit,
+            f"space {self.name!r} has {self.count():,} architectures, more than limit={limit:,}; sample instead",
+        )
         names = [d.name for d in self.decisions]
         for combo in itertools.product(*(list(d.subsets()) for d in self.decisions)):
             yield Architecture(self, dict(zip(names, combo, strict=True)))
@@ -236,7 +267,9 @@ class SearchSpace:
         masks = {}
         for d in self.decisions:
             rows = [[1.0 if o in a[d.name] else 0.0 for o in d.options] for a in archs]
-            masks[d.name] = torch.tensor(rows, dtype=torch.float32).reshape(len(archs), len(d.options))
+            masks[d.name] = torch.tensor(rows, dtype=torch.float32).reshape(
+                len(archs), len(d.options)
+            )
         return masks
 
     def full_masks(self, rows: int = 1) -> Masks:
@@ -246,12 +279,20 @@ class SearchSpace:
     def check_masks(self, masks: Mapping[str, torch.Tensor], rows: int | None = None) -> None:
         """Raise a clear error unless `masks` has every decision with the right width (and rows)."""
         for d in self.decisions:
-            check(d.name in masks, f"masks lack decision {d.name!r}; expected keys {[x.name for x in self.decisions]}")
+            check(
+                d.name in masks,
+                f"masks lack decision {d.name!r}; expected keys {[x.name for x in self.decisions]}",
+            )
             m = masks[d.name]
-            check(m.dim() == 2 and m.shape[1] == len(d.options),
-                  f"mask {d.name!r} has shape {tuple(m.shape)}, expected [rows, {len(d.options)}]")
+            check(
+                m.dim() == 2 and m.shape[1] == len(d.options),
+                f"mask {d.name!r} has shape {tuple(m.shape)}, expected [rows, {len(d.options)}]",
+            )
             if rows is not None:
-                check(m.shape[0] in (1, rows), f"mask {d.name!r} has {m.shape[0]} rows, expected 1 or {rows} (one per ghost batch)")
+                check(
+                    m.shape[0] in (1, rows),
+                    f"mask {d.name!r} has {m.shape[0]} rows, expected 1 or {rows} (one per ghost batch)",
+                )
 
 
 def _space_of(text: str, path: Path) -> SearchSpace:
@@ -261,8 +302,13 @@ def _space_of(text: str, path: Path) -> SearchSpace:
     try:
         spec = json.loads(text).get("space_spec")
     except (json.JSONDecodeError, AttributeError):
-        raise NasError(f"{path}: architecture JSON is malformed; expected an object written by search.py") from None
-    check(isinstance(spec, dict), f"{path}: architecture JSON has no 'space_spec'; pass the search space explicitly")
+        raise NasError(
+            f"{path}: architecture JSON is malformed; expected an object written by search.py"
+        ) from None
+    check(
+        isinstance(spec, dict),
+        f"{path}: architecture JSON has no 'space_spec'; pass the search space explicitly",
+    )
     return build_space(spec)
 
 

@@ -26,15 +26,30 @@ class OneShotCellSpace(SearchSpace):
 
     name = "oneshot_cell"
 
-    def __init__(self, num_blocks: int = 4, ops: Sequence[str] = PAPER_OPS, min_ops: int = 1, max_ops: int = 2):
-        check(isinstance(num_blocks, int) and num_blocks >= 1,
-              f"search_space.num_blocks={num_blocks!r} must be an integer >= 1 (the paper uses 4)")
+    def __init__(
+        self,
+        num_blocks: int = 4,
+        ops: Sequence[str] = PAPER_OPS,
+        min_ops: int = 1,
+        max_ops: int = 2,
+    ):
+        check(
+            isinstance(num_blocks, int) and num_blocks >= 1,
+            f"search_space.num_blocks={num_blocks!r} must be an integer >= 1 (the paper uses 4)",
+        )
         ops = tuple(ops)
         unknown = [o for o in ops if o not in OPS]
-        check(not unknown, f"search_space.ops has unknown op(s) {unknown}; known ops: {sorted(OPS)}")
-        check(len(ops) >= 1, "search_space.ops is empty; list at least one op, e.g. [identity, sep3x3]")
-        check(1 <= min_ops <= max_ops <= len(ops),
-              f"search_space: need 1 <= min_ops <= max_ops <= {len(ops)} ops, got min_ops={min_ops}, max_ops={max_ops}")
+        check(
+            not unknown, f"search_space.ops has unknown op(s) {unknown}; known ops: {sorted(OPS)}"
+        )
+        check(
+            len(ops) >= 1,
+            "search_space.ops is empty; list at least one op, e.g. [identity, sep3x3]",
+        )
+        check(
+            1 <= min_ops <= max_ops <= len(ops),
+            f"search_space: need 1 <= min_ops <= max_ops <= {len(ops)} ops, got min_ops={min_ops}, max_ops={max_ops}",
+        )
         self.num_blocks, self.ops, self.min_ops, self.max_ops = num_blocks, ops, min_ops, max_ops
         decisions = []
         for i in range(num_blocks):
@@ -43,8 +58,13 @@ class OneShotCellSpace(SearchSpace):
         super().__init__(decisions)
 
     def spec(self) -> dict:
-        return {"name": self.name, "num_blocks": self.num_blocks, "ops": list(self.ops),
-                "min_ops": self.min_ops, "max_ops": self.max_ops}
+        return {
+            "name": self.name,
+            "num_blocks": self.num_blocks,
+            "ops": list(self.ops),
+            "min_ops": self.min_ops,
+            "max_ops": self.max_ops,
+        }
 
     def build_supernet(self, **network_kwargs):
         """The over-parameterised network of this space (see `nas.supernet.Supernet`)."""

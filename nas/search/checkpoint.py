@@ -1,0 +1,44 @@
+"""Loading a supernet checkpoint for search, with clear errors for the wrong kind of file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nas.errors import NasError, check
+
+
+def run_dir_of(ckpt: str) -> str:
+    """The run directory of a checkpoint (`<run>/checkpoints/x.ckpt` -> `<run>`)."""
+    path = Path(str(ckpt)).expanduser().resolve()
+    return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+
+
+def load_supernet_module(ckpt: str, device: torch.device):
+    """The `OneShotModule` stored in `ckpt`, on `device`, in eval mode; the space comes from it."""
+    from nas.modules import OneShotModule
+
+    path = Path(str(ckpt)).expanduser()
+    check(
+        path.is_file(),
+        f"checkpoint {str(path)!r} does not exist; pass ckpt=<run>/checkpoints/last.ckpt "
+        "written by train.py",
+    )
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or pickled objects we will not execute
+        raise NasError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {str(err)[:200]}); "
+            "it may be damaged or not a Lightning checkpoint"
+        ) from None
+    hparams = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+    check(
+        isinstance(hparams.get("space"), dict) and "ghost_size" in hparams,
+        f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in its "
+        "hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
+    )
+    module = OneShotModule(**hparams)
+    module.load_state_dict(raw["state_dict"])
+    module.on_load_checkpoint(raw)
+    return module.to(device).eval()

@@ -1,0 +1,202 @@
+"""A whole search: score architectures into the results store, then rank, plot and select."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from nas.analysis.figures import plot_histogram
+from nas.errors import check
+from nas.search.complexity import SizeTable
+from nas.search.driver import replay_or_evaluate
+from nas.search.evaluator import OneShotEvaluator
+from nas.search.selection import (
+    all_on,
+    one_shot_small,
+    one_shot_top,
+    random_group,
+    to_archs,
+    write_selection,
+)
+from nas.search.store import ResultsStore
+from nas.search.strategies import build_strategy
+
+console = Console(stderr=True)
+
+
+def search(
+    module,
+    datamodule,
+    out_dir: str,
+    checkpoint: str,
+    device: torch.device,
+    strategy: str = "random",
+    num_archs: int = 20000,
+    seed: int = 0,
+    batch_archs: int = 1,
+    eval_batch_size: int | None = None,
+    eval_ghost_size: int | None = None,
+    strategy_kwargs: dict | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> ResultsStore:
+    """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable)."""
+    space, h = module.space, module.hparams
+    datamodule.setup("validate")
+    check(
+        (datamodule.num_classes, datamodule.in_channels) == (h.num_classes, h.in_channels),
+        f"the dataset has {datamodule.num_classes} classes and {datamodule.in_channels} channel(s), but the "
+        f"checkpoint's supernet was trained for {h.num_classes} and {h.in_channels}; pass the experiment "
+        "or dataset the checkpoint was trained on",
+    )
+    batch = eval_batch_size or datamodule.eval_batch_size
+    ghost = eval_ghost_size or module.eval_ghost_size
+    check(
+        batch >= 1 and ghost >= 1,
+        f"search.eval_batch_size={batch} and eval_ghost_size={ghost} must be >= 1",
+    )
+    val = datamodule.val_split
+    images = datamodule.normalize(val.images.to(device))
+    network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
+    sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
+    evaluator = OneShotEvaluator(
+        module.supernet, images, val.labels.to(device), batch, ghost, sizes, autocast_dtype
+    )
+
+    store = ResultsStore(
+        Path(out_dir) / "results.sqlite", space=space, checkpoint=str(Path(checkpoint).resolve())
+    )
+    settings = {
+        "strategy": strategy,
+        "seed": seed,
+        "eval_batch_size": batch,
+        "eval_ghost_size": ghost,
+        "strategy_kwargs": dict(strategy_kwargs or {}),
+        "batch_archs": batch_archs,
+    }
+    previous = store.get_meta("settings")
+    check(
+        previous is None or previous == settings,
+        f"results store {store.path} was filled with settings {previous}, not {settings}; "
+        "use the same settings to continue it, or another out_dir",
+    )
+    store.set_meta("settings", settings)
+    rng = random.Random(seed)
+    chosen = build_strategy(strategy, space, rng, **dict(strategy_kwargs or {}))
+    fields = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "eval_batch_size": batch,
+        "eval_ghost_size": ghost,
+    }
+    start, before = time.perf_counter(), store.count()
+    with _progress() as progress:
+        task = progress.add_task("scoring", total=num_archs)
+        summary = replay_or_evaluate(
+            chosen,
+            store,
+            num_archs,
+            evaluator,
+            batch_archs,
+            on_result=lambda done, total: progress.update(task, completed=done),
+            row_fields=fields,
+        )
+    seconds = time.perf_counter() - start
+    console.print(
+        f"scored {summary.evaluated} new architecture(s) in {seconds:.1f} s "
+        f"({summary.evaluated / max(seconds, 1e-9):.1f}/s), reused {summary.replayed} stored "
+        f"(store had {before}, now {store.count()}) -> {store.path}"
+    )
+    return store
+
+
+class _Rate(ProgressColumn):
+    """Architectures scored per second (rich's own speed estimate)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.1f} archs/s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]search"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def write_outputs(
+    store: ResultsStore,
+    space,
+    out_dir: str,
+    k: int = 10,
+    top: int = 100,
+    percentile: float = 90,
+    seed: int = 0,
+) -> dict:
+    """Ranking CSV, histogram PNG, selection JSONs and a summary table; returns the file paths."""
+    out = Path(out_dir)
+    rows = store.ranking()
+    check(len(rows) >= 1, f"results store {store.path} is empty; nothing to rank")
+    ranking = store.export_csv(out / "ranking.csv")
+    histogram = plot_histogram(
+        [r["oneshot_acc"] for r in rows],
+        out / "histogram.png",
+        title=f"One-shot accuracy of {len(rows):,} architectures",
+    )
+    rng = random.Random(seed)
+    k_top, k_small = (
+        min(k, len(rows), top),
+        min(k, max(1, int(len(rows) * (100 - percentile) / 100))),
+    )
+    groups = {
+        "top": to_archs(one_shot_top(rows, k_top, top, rng=rng), space),
+        "small": to_archs(one_shot_small(rows, k_small, percentile), space),
+        "random": random_group(space, k, rng),
+        "allon": all_on(space),
+    }
+    lists = {
+        name: str(write_selection(out / "selections", name, archs))
+        for name, archs in groups.items()
+    }
+    _print_summary(rows, lists)
+    paths = {"ranking": str(ranking), "histogram": str(histogram), "selections": lists}
+    (out / "outputs.json").write_text(json.dumps(paths, indent=2) + "\n")
+    return paths
+
+
+def _print_summary(rows: list[dict], lists: dict) -> None:
+    table = Table(title=f"Top architectures of {len(rows):,} scored")
+    for column in ("rank", "arch id", "one-shot acc", "params", "MACs"):
+        table.add_column(column, justify="right")
+    for rank, row in enumerate(rows[:10], 1):
+        table.add_row(
+            str(rank),
+            row["arch_id"],
+            f"{row['oneshot_acc']:.4f}",
+            f"{row['params']:,}",
+            f"{row['macs']:,}",
+        )
+    console.print(table)
+    accs = sorted(r["oneshot_acc"] for r in rows)
+    console.print(
+        f"one-shot accuracy: min {accs[0]:.4f}  median {accs[len(accs) // 2]:.4f}  max {accs[-1]:.4f}"
+    )
+    for name, path in lists.items():
+        console.print(f"selection {name:<7} -> {path}")

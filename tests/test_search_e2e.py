@@ -1,0 +1,131 @@
+"""search.py and stand-alone retraining end to end, in miniature (smoke supernet, synthetic data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.spaces import Architecture
+from tests.conftest import ROOT, compose_config
+
+
+@pytest.fixture(scope="module")
+def supernet_ckpt(tmp_path_factory) -> Path:
+    import train
+
+    run = tmp_path_factory.mktemp("supernet")
+    train.train(compose_config("train", ["experiment=smoke"], run))
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _search(ckpt, out_dir, *overrides):
+    import search
+
+    cfg = compose_config(
+        "search", ["experiment=smoke", f"ckpt={ckpt}", f"out_dir={out_dir}", *overrides], out_dir
+    )
+    return search.run(cfg)
+
+
+def _rows(out_dir) -> list[tuple]:
+    with sqlite3.connect(Path(out_dir) / "results.sqlite") as db:
+        return db.execute(
+            "SELECT seq, arch_id, oneshot_acc, params, macs FROM results ORDER BY seq"
+        ).fetchall()
+
+
+def test_search_scores_ranks_selects_and_resumes(supernet_ckpt, tmp_path):
+    out = tmp_path / "search"
+    paths = _search(supernet_ckpt, out, "search.num_archs=24", "selection.k=3")
+    rows = _rows(out)
+    assert len(rows) == 24 and len({r[1] for r in rows}) == 24
+    assert all(0.0 <= r[2] <= 1.0 and r[3] > 0 and r[4] > 0 for r in rows)
+    ranking = Path(paths["ranking"]).read_text().splitlines()
+    assert len(ranking) == 25 and ranking[0].startswith("rank,arch_id,oneshot_acc")
+    assert Path(paths["histogram"]).stat().st_size > 1000
+    for group in ("top", "small", "random", "allon"):
+        files = Path(paths["selections"][group]).read_text().split()
+        assert files and all(Architecture.load(f).id in Path(f).name for f in files)
+    # running the same command again scores nothing new and keeps every row
+    _search(supernet_ckpt, out, "search.num_archs=24", "selection.k=3")
+    assert _rows(out) == rows
+    # asking for more continues the same sequence of proposals
+    _search(supernet_ckpt, out, "search.num_archs=30", "selection.k=3")
+    assert _rows(out)[:24] == rows and len(_rows(out)) == 30
+
+
+def test_sigkill_midway_then_rerun_equals_uninterrupted(supernet_ckpt, tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    _search(supernet_ckpt, reference, "search.num_archs=40")
+    cmd = [
+        sys.executable,
+        "search.py",
+        "experiment=smoke",
+        f"ckpt={supernet_ckpt}",
+        "search.num_archs=40",
+        f"out_dir={killed}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "results.sqlite").exists() and len(_rows(killed)) >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(_rows(killed))
+    assert 8 <= partial < 40, partial
+    _search(supernet_ckpt, killed, "search.num_archs=40")
+    assert _rows(killed) == _rows(reference)
+
+
+def test_retrain_selection_standalone_and_collect_table(supernet_ckpt, tmp_path, capsys):
+    import train
+    from nas import collect
+
+    out = tmp_path / "search"
+    paths = _search(supernet_ckpt, out, "search.num_archs=12", "selection.k=2")
+    arch_file = Path(paths["selections"]["top"]).read_text().split()[0]
+    run = tmp_path / "standalone"
+    cfg = compose_config("train", ["experiment=smoke_standalone", f"arch={arch_file}"], run)
+    train.train(cfg)
+    result = json.loads((run / "result.json").read_text())
+    arch = Architecture.load(arch_file)
+    child = arch.space.build_child(
+        arch, filters=4, cells=2, stages=2, num_classes=10, in_channels=3
+    )
+    assert result["group"] == "top" and result["arch_id"] == arch.id
+    assert result["params"] == sum(p.numel() for p in child.parameters())
+    assert collect.main([str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "One-Shot Top" in table and "| 1 |" in table.replace(" ", "").replace("|1|", "| 1 |")
+
+
+def test_search_bad_inputs_are_clear(supernet_ckpt, tmp_path, capsys):
+    # more architectures than the space holds
+    with pytest.raises(SystemExit):
+        _search(supernet_ckpt, tmp_path / "a", "search.num_archs=100000000")
+    assert "exceeds the 16,464 architectures" in capsys.readouterr().err
+    # not a checkpoint at all
+    bogus = tmp_path / "bogus.ckpt"
+    bogus.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(SystemExit):
+        _search(bogus, tmp_path / "b", "search.num_archs=2")
+    assert "cannot be read" in capsys.readouterr().err
+    # a damaged results store is reported and left as it was
+    store = tmp_path / "c" / "results.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"garbage" * 100)
+    with pytest.raises(SystemExit):
+        _search(supernet_ckpt, tmp_path / "c", "search.num_archs=2")
+    assert str(store) in capsys.readouterr().err and store.read_bytes() == b"garbage" * 100
