@@ -1,0 +1,189 @@
+"""`TensorImageDataModule`: every split in memory as uint8 tensors, batches built without per-image Python.
+
+Subclasses only load their data (`_load`) and declare `num_classes`, `in_channels` and `image_size`
+in their constructor, so a model can be built before `setup()`. Batches leave the loader as uint8;
+`on_after_batch_transfer` (on the training device) augments them when training, then converts them
+to float and normalises them with the training split's per-channel mean and std.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from nas.data.batching import (
+    EpochShuffleSampler,
+    Split,
+    TensorBatchDataset,
+    augment,
+    channel_stats,
+    passthrough,
+)
+from nas.errors import NasError, check
+
+
+def split_off(data: Split, size: int, seed: int, name: str = "val_size") -> tuple[Split, Split]:
+    """Shuffle `data` with a permutation from `seed`; return (the rest, the last `size` examples)."""
+    check(
+        1 <= size < len(data),
+        f"{name}={size} is out of range: expected 1 <= {name} < {len(data)} (the examples "
+        f"available to split); choose a smaller {name}",
+    )
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=generator)
+    return data.take(order[:-size]), data.take(order[-size:])
+
+
+class TensorImageDataModule(L.LightningDataModule):
+    """Base DataModule: train/val/test `Split`s in memory, on-device augmentation and normalisation."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        pad: int,
+        flip: bool,
+        val_size: int,
+        train_subset: int | None,
+    ) -> None:
+        super().__init__()
+        check(batch_size >= 1, f"batch_size={batch_size}: expected >= 1")
+        check(eval_batch_size >= 1, f"eval_batch_size={eval_batch_size}: expected >= 1")
+        check(pad >= 0, f"pad={pad}: expected >= 0 pixels of zero padding (0 turns cropping off)")
+        check(val_size >= 1, f"val_size={val_size}: expected >= 1 validation examples")
+        check(
+            train_subset is None or train_subset >= 1,
+            f"train_subset={train_subset}: expected None (all) or >= 1 training examples",
+        )
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.pad = pad
+        self.flip = flip
+        self.val_size = val_size
+        self.train_subset = train_subset
+        self.train_split: Split | None = None
+        self.val_split: Split | None = None
+        self.test_split: Split | None = None
+        self._mean: tuple[float, ...] | None = None
+        self._std: tuple[float, ...] | None = None
+        self._scale_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _load(self) -> tuple[Split, Split, Split]:
+        """Read the data and return the full (train, val, test) splits."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load every split once (later calls, e.g. for the test stage, reuse them)."""
+        if self.train_split is not None:
+            return
+        train, val, test = self._load()
+        for name, split in (("train", train), ("val", val), ("test", test)):
+            shape = (self.in_channels, self.image_size, self.image_size)
+            check(
+                tuple(split.images.shape[1:]) == shape,
+                f"{type(self).__name__}: {name} images have shape {tuple(split.images.shape[1:])}, "
+                f"expected {shape}; the data files do not match this dataset",
+            )
+            check(
+                len(split) == 0
+                or 0 <= int(split.labels.min()) <= int(split.labels.max()) < self.num_classes,
+                f"{type(self).__name__}: {name} labels must lie in 0..{self.num_classes - 1}; "
+                "the data files do not match this dataset",
+            )
+        # Statistics of the whole training split, so a train_subset run normalises like a full one.
+        self._mean, self._std = channel_stats(train.images)
+        if self.train_subset is not None:
+            check(
+                self.train_subset <= len(train),
+                f"train_subset={self.train_subset}: the training split has only {len(train)} "
+                "examples; use a smaller train_subset or null for all",
+            )
+            train = train.take(slice(0, self.train_subset))
+        check(
+            len(train) >= self.batch_size,
+            f"batch_size={self.batch_size} is larger than the {len(train)} training examples, so "
+            "no full batch exists (train batches drop the last partial one); lower batch_size",
+        )
+        self.train_split, self.val_split, self.test_split = train, val, test
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the training split, in [0, 1] units (known after `setup()`)."""
+        return self._stats()[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the training split, in [0, 1] units."""
+        return self._stats()[1]
+
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self._mean is None or self._std is None:
+            raise NasError(
+                f"{type(self).__name__}: mean/std are known after setup(); call setup() first"
+            )
+        return self._mean, self._std
+
+    def _split(self, name: str) -> Split:
+        self.setup()
+        split = getattr(self, f"{name}_split")
+        assert split is not None
+        return split
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled full batches; the order depends only on (seed, epoch)."""
+        split = self._split("train")
+        return DataLoader(
+            TensorBatchDataset(split),
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(split), self.seed),
+            drop_last=True,
+            collate_fn=passthrough,
+            num_workers=0,
+        )
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        return DataLoader(
+            TensorBatchDataset(self._split(name)),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            drop_last=False,
+            collate_fn=passthrough,
+            num_workers=0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation split in order, last partial batch kept."""
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Test split in order, last partial batch kept."""
+        return self._eval_loader("test")
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, C, H, W] -> float32 with zero mean and unit std per channel (training stats)."""
+        device = images.device
+        if device not in self._scale_cache:
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
+            inv_std = 1 / (torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+            self._scale_cache[device] = (mean.to(device), inv_std.to(device))
+        mean, inv_std = self._scale_cache[device]
+        return (images.float() - mean) * inv_std
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """On the device: augment uint8 images when training, then normalise to float32."""
+        images, labels = batch
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            # Augmenting before normalising makes the padding black, as in the usual CIFAR recipe.
+            images = augment(images, self.pad, self.flip)
+        return self.normalize(images), labels

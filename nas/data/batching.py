@@ -1,0 +1,139 @@
+"""Whole-batch pieces: one-index-per-batch dataset, an epoch-seeded sampler, vectorised augmentation.
+
+Nothing here loops over examples in Python: a batch is one tensor index into the uint8 images, and
+augmentation draws per-example offsets as tensors and gathers with index arithmetic, so it runs on
+whatever device the batch lives on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from nas.errors import check
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split held in memory: uint8 images [N, C, H, W] and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        check(
+            self.images.dtype == torch.uint8 and self.images.dim() == 4,
+            f"Split images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}",
+        )
+        check(
+            self.labels.dtype == torch.int64 and self.labels.shape == self.images.shape[:1],
+            f"Split labels must be int64 [{self.images.shape[0]}], "
+            f"got {self.labels.dtype} {tuple(self.labels.shape)}",
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, index: torch.Tensor | slice) -> Split:
+        """The examples at `index` (a tensor of indices or a slice)."""
+        return Split(self.images[index], self.labels[index])
+
+
+class TensorBatchDataset(Dataset):
+    """Dataset over a `Split` whose `__getitems__` returns a whole batch as two tensors."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split.images[index], self.split.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch at `indices`: one gather, no per-example Python."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.split.images[index], self.split.labels[index]
+
+
+def passthrough(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate function for `TensorBatchDataset`: the batch is already collated."""
+    return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of `range(size)` that depends only on (seed, epoch)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next iteration yields (Lightning calls this)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        # SeedSequence mixes (seed, epoch) so that no two pairs share a stream, unlike seed + epoch.
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def augment(
+    images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random crop after zero padding by `pad` pixels, and random horizontal flip, per example.
+
+    `images` is [N, C, H, W] of any dtype on any device; the output has the same shape and dtype.
+    Each example gets its own offsets (uniform in 0..2*pad) and, if `flip`, a coin for mirroring.
+    Randomness comes from `generator` (on the images' device) or torch's global RNG.
+    """
+    check(pad >= 0, f"augment: pad must be >= 0 pixels, got pad={pad}")
+    check(
+        images.dim() == 4, f"augment: images must be [N, C, H, W], got shape {tuple(images.shape)}"
+    )
+    if pad == 0 and not flip:
+        return images
+    n, _, height, width = images.shape
+    device = images.device
+    if pad > 0:
+        images = F.pad(images, (pad, pad, pad, pad))  # zeros: black after /255
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=device)
+    rows = dy + torch.arange(height, device=device)  # [N, H] rows of the padded image
+    cols = torch.arange(width, device=device).expand(n, width)
+    if flip:
+        # Mirroring is reading the crop's columns backwards, so it folds into the same gather.
+        mirror = torch.rand((n, 1), generator=generator, device=device) < 0.5
+        cols = torch.where(mirror, cols.flip(1), cols)
+    cols = dx + cols  # [N, W] columns of the padded image
+    batch = torch.arange(n, device=device)[:, None, None]
+    # Advanced indices around the channel slice put the broadcast dims first: [N, H, W, C].
+    out = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std, in [0, 1] units, of uint8 images [N, C, H, W]."""
+    check(images.dtype == torch.uint8, f"channel_stats needs uint8 images, got {images.dtype}")
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        # A 256-bin histogram gives exact moments without a float copy of the whole dataset.
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        var = (counts * (values - mean) ** 2).sum() / total
+        means.append(float(mean))
+        stds.append(max(float(var.sqrt()), 1e-3))  # a constant channel must not divide by zero
+    return tuple(means), tuple(stds)
