@@ -8,19 +8,23 @@ candidate's statistics are unknown in advance, so they are computed on the fly).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 
-def num_ghosts(batch: int, ghost_size: int | None) -> int:
+def num_ghosts(batch: int, ghost_size: int | tuple[int, ...] | None) -> int:
     """Number of ghost batches a batch of `batch` examples is cut into."""
-    return 1 if ghost_size is None else max(1, math.ceil(batch / ghost_size))
+    return len(ghost_sizes(batch, ghost_size))
 
 
-def ghost_sizes(batch: int, ghost_size: int | None) -> list[int]:
-    """Sizes of the consecutive ghost batches (all `ghost_size` but perhaps the last)."""
+def ghost_sizes(batch: int, ghost_size: int | tuple[int, ...] | None) -> list[int]:
+    """Sizes of the consecutive ghost batches (all `ghost_size` but perhaps the last, or as given)."""
+    if isinstance(ghost_size, tuple | list):
+        if sum(ghost_size) != batch:
+            raise ValueError(
+                f"ghost batch sizes {ghost_size} do not add up to the batch of {batch}"
+            )
+        return list(ghost_size)
     if ghost_size is None or ghost_size >= batch:
         return [batch]
     full, rest = divmod(batch, ghost_size)
@@ -44,7 +48,9 @@ class GhostBatchNorm(nn.BatchNorm2d):
     eval mode); with None, exactly `nn.BatchNorm2d` (used by stand-alone networks).
     """
 
-    def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        self, x: torch.Tensor, ghost_size: int | tuple[int, ...] | None = None
+    ) -> torch.Tensor:  # type: ignore[override]
         if ghost_size is None:
             return super().forward(x)
         n, c = x.shape[:2]

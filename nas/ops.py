@@ -74,6 +74,8 @@ class Conv1x7Then7x1(nn.Module):
 class Pool(nn.Module):
     """3x3 max or average pooling, stride 1 (average over valid pixels only)."""
 
+    cheap = True  # cheaper to run on the whole batch than to gather the ghost batches using it
+
     def __init__(self, kind: str):
         super().__init__()
         self.pool = (
@@ -87,6 +89,8 @@ class Pool(nn.Module):
 
 
 class Identity(nn.Module):
+    cheap = True
+
     def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
         return x
 

@@ -16,35 +16,13 @@ import torch
 from torch import nn
 
 from nas.errors import check
-from nas.ghost_bn import num_ghosts, per_example
 from nas.ops import OPS, BNReLUConv, make_norm
+from nas.routing import Ghost, GhostLayout, PathMask, masked_sum
 from nas.spaces.oneshot_cell import CELL_INPUTS, OneShotCellSpace
 
 BlockSpec = tuple[
     tuple[str, ...], tuple[str, ...]
 ]  # (chosen inputs, chosen ops) of one choice block
-
-
-class _Mask:
-    """One decision's mask for a batch: per-example columns, plus which options any ghost batch uses."""
-
-    def __init__(
-        self, options: Sequence[str], rows: torch.Tensor, batch: int, ghost_size: int | None, device
-    ):
-        active = (
-            rows.detach().cpu().bool().any(0).tolist()
-        )  # masks come from the CPU sampler: no sync
-        self.active = {o for o, a in zip(options, active, strict=True) if a}
-        self.column = {}
-        if self.active:
-            full = per_example(rows.to(device, non_blocking=True), batch, ghost_size)
-            self.column = {
-                o: full[:, j].view(-1, 1, 1, 1) for j, o in enumerate(options) if o in self.active
-            }
-        self.any_rows = rows.detach().cpu().bool().any(1)  # [G] does a ghost batch use any option
-        self.alive = per_example(self.any_rows.to(device, torch.float32), batch, ghost_size).view(
-            -1, 1, 1, 1
-        )
 
 
 class ChoiceBlock(nn.Module):
@@ -57,38 +35,41 @@ class ChoiceBlock(nn.Module):
             {n: BNReLUConv(channels, channels, 1, ghost=ghost) for n in inputs}
         )
         self.ops = nn.ModuleDict({n: OPS[n](channels, ghost) for n in ops})
+        self._cheap = {n for n, m in self.ops.items() if getattr(m, "cheap", False)}
 
     def forward(
         self,
         candidates: Mapping[str, torch.Tensor],
-        ghost_size: int | None = None,
-        in_mask: _Mask | None = None,
-        op_mask: _Mask | None = None,
+        ghost: Ghost = None,
+        in_mask: PathMask | None = None,
+        op_mask: PathMask | None = None,
+        dense: bool = False,
     ) -> torch.Tensor:
-        ref = next(iter(candidates.values()))
-        h = _masked_sum(
-            self.inputs, self.input_names, in_mask, lambda n, m: m(candidates[n], ghost_size)
+        h = masked_sum(
+            self.input_names,
+            lambda n, x, g: self.inputs[n](x, g),
+            candidates.__getitem__,
+            in_mask,
+            lambda n: False,
+            dense,
+            ghost,
         )
         if h is None:
-            return torch.zeros_like(ref)
-        out = _masked_sum(self.ops, self.op_names, op_mask, lambda n, m: m(h, ghost_size))
-        if out is None:
-            return torch.zeros_like(h)
-        # a ghost batch whose inputs are all off has h = 0, but BN inside ops would turn 0 into β
-        return out if in_mask is None else out * in_mask.alive
-
-
-def _masked_sum(modules: nn.ModuleDict, names, mask: _Mask | None, apply) -> torch.Tensor | None:
-    """Sum of apply(name, module) over names that are on (times their per-example mask column)."""
-    total = None
-    for name in names:
-        if mask is not None and name not in mask.active:
-            continue  # no ghost batch uses this path: skipping it equals the dense masked sum
-        term = apply(name, modules[name])
-        if mask is not None:
-            term = term * mask.column[name].to(term.dtype)
-        total = term if total is None else total + term
-    return total
+            return torch.zeros_like(next(iter(candidates.values())))
+        if op_mask is not None and in_mask is not None:
+            # a ghost batch whose inputs are all off has h = 0, and BN inside its ops would turn 0
+            # into β: the block's output there must stay 0, so its ops run only where an input is on
+            op_mask = op_mask.restricted(in_mask.any)
+        out = masked_sum(
+            self.op_names,
+            lambda n, x, g: self.ops[n](x, g),
+            lambda n: h,
+            op_mask,
+            self._cheap.__contains__,
+            dense,
+            ghost,
+        )
+        return torch.zeros_like(h) if out is None else out
 
 
 class Cell(nn.Module):
@@ -118,24 +99,23 @@ class Cell(nn.Module):
         self.out = BNReLUConv(len(blocks) * channels, channels, 1, ghost=ghost)
 
     def forward(
-        self, prev_prev, prev, ghost_size=None, masks: Sequence[tuple[_Mask, _Mask]] | None = None
+        self,
+        prev_prev,
+        prev,
+        ghost: Ghost = None,
+        masks: Sequence[tuple[PathMask, PathMask]] | None = None,
+        dense: bool = False,
     ):
         candidates = {}
         for name, x in zip(CELL_INPUTS, (prev_prev, prev), strict=True):
-            candidates[name] = self.adapt[name](x, ghost_size) if name in self.adapt else x
+            candidates[name] = self.adapt[name](x, ghost) if name in self.adapt else x
         outputs = []
         for i, block in enumerate(self.blocks):
             in_mask, op_mask = masks[i] if masks is not None else (None, None)
-            # candidates of differing shape only occur for unused inputs; keep the cell's own shape
-            out = block(
-                {n: candidates[n] for n in block.input_names} or candidates,
-                ghost_size,
-                in_mask,
-                op_mask,
-            )
+            out = block(candidates, ghost, in_mask, op_mask, dense)
             candidates[f"block{i}"] = out
             outputs.append(out)
-        return self.out(torch.cat(outputs, dim=1), ghost_size)
+        return self.out(torch.cat(outputs, dim=1), ghost)
 
 
 class CellNetwork(nn.Module):
@@ -192,18 +172,18 @@ class CellNetwork(nn.Module):
         self.classifier = nn.Linear(p[0], num_classes)
 
     def forward(
-        self, x: torch.Tensor, ghost_size: int | None = None, cell_masks=None
+        self, x: torch.Tensor, ghost: Ghost = None, cell_masks=None, dense: bool = False
     ) -> torch.Tensor:
         s = self.stem(x)
         pp = p = s
         for cell in self.cells:
-            pp, p = p, cell(pp, p, ghost_size, cell_masks)
-        out = torch.relu(self.final_bn(p, ghost_size))
+            pp, p = p, cell(pp, p, ghost, cell_masks, dense)
+        out = torch.relu(self.final_bn(p, ghost))
         return self.classifier(out.mean(dim=(2, 3)))
 
 
 class Supernet(CellNetwork):
-    """Every path of the space; `forward(x, masks, ghost_size)` computes the dense masked sum."""
+    """Every path of the space; `forward(x, masks, ghost_size)` computes the masked sum of paths."""
 
     def __init__(
         self,
@@ -218,78 +198,76 @@ class Supernet(CellNetwork):
             (space.decision(f"block{i}/inputs").options, space.ops) for i in range(space.num_blocks)
         ]
         super().__init__(space, blocks, True, filters, cells, stages, num_classes, in_channels)
+        # conv/linear weights and their paths, for masked L2 (parameters keep identity under .to())
+        self._decayed = [(p, self.path_of(n)) for n, p in self.named_parameters() if p.dim() > 1]
 
     def forward(
         self,
         x: torch.Tensor,
         masks: Mapping[str, torch.Tensor] | None = None,
-        ghost_size: int | None = None,
+        ghost_size: Ghost = None,
+        dense: bool = False,
     ) -> torch.Tensor:
-        """Logits [N, classes]; masks default to all-on; ghost_size None means one ghost batch."""
-        n = x.shape[0]
-        ghost_size = ghost_size or n
-        g = num_ghosts(n, ghost_size)
+        """Logits [N, classes].
+
+        masks: decision -> 0/1 [G, k], one row per ghost batch (or 1 row for all); default all-on.
+        ghost_size: examples per ghost batch (or explicit sizes); None means one ghost batch.
+        dense: compute the plain masked sum over the whole batch (reference) instead of running each
+        path only on the ghost batches that use it; both give the same result.
+        """
+        layout = GhostLayout(x.shape[0], ghost_size, x.device)
         if masks is None:
             masks = self.space.full_masks(1)
-        self.space.check_masks(masks, g)
+        self.space.check_masks(masks, layout.count)
         cell_masks = [
             tuple(
-                _Mask(
+                PathMask(
                     self.space.decision(f"block{i}/{kind}").options,
                     masks[f"block{i}/{kind}"],
-                    n,
-                    ghost_size,
-                    x.device,
+                    layout,
                 )
                 for kind in ("inputs", "ops")
             )
             for i in range(self.space.num_blocks)
         ]
-        return super().forward(x, ghost_size, cell_masks)
+        return super().forward(x, layout.ghost, cell_masks, dense)
 
-    def path_usage(
-        self, masks: Mapping[str, torch.Tensor]
-    ) -> list[tuple[list[nn.Parameter], float]]:
-        """(parameters, fraction of ghost batches using them) for every maskable path.
+    def path_fractions(self, masks: Mapping[str, torch.Tensor]) -> dict[tuple, float]:
+        """Fraction of ghost batches that use each path (keys as in `path_of`; () is always 1).
 
-        An op counts as used only in ghost batches where its block also has an input on (otherwise its
-        output is zeroed). Everything not listed (stem, adapters, cell outputs, classifier) is always used.
+        An op counts as used only in ghost batches where its block has an input on (elsewhere its
+        output is zeroed); a cell-input adapter where some block takes that input.
         """
-        usage = []
+        fractions: dict[tuple, float] = {(): 1.0}
+        takes = {n: torch.zeros(1) for n in CELL_INPUTS}
         for i in range(self.space.num_blocks):
             m_in, m_op = masks[f"block{i}/inputs"].cpu(), masks[f"block{i}/ops"].cpu()
+            inputs = self.space.decision(f"block{i}/inputs").options
             alive = (m_in.sum(1) > 0).float()
-            fractions = {
-                ("inputs", n): m_in[:, j].mean().item()
-                for j, n in enumerate(self.space.decision(f"block{i}/inputs").options)
-            }
-            fractions.update(
-                {
-                    ("ops", n): (m_op[:, j] * alive).mean().item()
-                    for j, n in enumerate(self.space.ops)
-                }
-            )
-            for (kind, name), fraction in fractions.items():
-                params = [
-                    p
-                    for cell in self.cells
-                    for p in getattr(cell.blocks[i], kind)[name].parameters()
-                ]
-                if params:
-                    usage.append((params, fraction))
-        return usage
+            for j, n in enumerate(inputs):
+                fractions["inputs", i, n] = m_in[:, j].mean().item()
+                if n in takes:
+                    takes[n] = torch.maximum(takes[n], m_in[:, j])
+            for j, o in enumerate(self.space.ops):
+                fractions["ops", i, o] = (m_op[:, j] * alive).mean().item()
+        fractions.update({("adapt", n): used.mean().item() for n, used in takes.items()})
+        return fractions
 
     def l2_penalty(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Σ usage · ||w||² over conv/linear weights (dim > 1), usage 1 for always-on weights."""
-        usage = self.path_usage(masks)
-        masked = {id(p) for params, _ in usage for p in params}
-        total = sum(
-            p.pow(2).sum() for p in self.parameters() if p.dim() > 1 and id(p) not in masked
-        )
-        for params, fraction in usage:
-            if fraction > 0:
-                total = total + fraction * sum(p.pow(2).sum() for p in params if p.dim() > 1)
-        return total
+        """Σ_p u_p · ||w_p||² over conv/linear weights, u_p the fraction of ghost batches using p."""
+        if not hasattr(
+            self, "_decayed"
+        ):  # (weight, path) pairs; parameters keep identity under .to()
+            self._decayed = [
+                (p, self.path_of(n)) for n, p in self.named_parameters() if p.dim() > 1
+            ]
+        fractions = self.path_fractions(masks)
+        weights = [p for p, _ in self._decayed]
+        usage = torch.tensor([fractions[key] for _, key in self._decayed], dtype=torch.float32)
+        norms = torch.stack(
+            torch._foreach_norm(weights)
+        ).float()  # one fused kernel, not one per tensor
+        return (usage.to(norms.device, non_blocking=True) * norms.square()).sum()
 
     @staticmethod
     def path_of(module_name: str) -> tuple[str, ...]:
