@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 import torch
 
+from nas.ghost_bn import ghost_sizes
 from nas.search.complexity import SizeTable
 from nas.spaces.base import Architecture
 
@@ -37,10 +38,16 @@ class OneShotEvaluator:
         self.autocast_dtype = autocast_dtype
 
     @torch.no_grad()
-    def accuracy(self, arch: Architecture) -> float:
-        """Fraction of validation examples classified correctly by `arch`'s paths."""
-        masks = self.space.encode([arch])  # one row: the same architecture in every ghost batch
-        correct = torch.zeros((), dtype=torch.long, device=self.batches[0][0].device)
+    def accuracies(self, archs: Sequence[Architecture]) -> list[float]:
+        """Fraction of validation examples each architecture classifies correctly.
+
+        The architectures share every forward pass: each validation batch is repeated once per
+        architecture, and each copy is a separate run of ghost batches with that architecture's masks
+        (the supernet computes each path only for the copies that use it).
+        """
+        k = len(archs)
+        rows = self.space.encode(archs)  # [k, options] per decision
+        correct = torch.zeros(k, dtype=torch.long, device=self.batches[0][0].device)
         device_type = correct.device.type
         autocast = (
             torch.autocast(device_type, dtype=self.autocast_dtype)
@@ -49,13 +56,17 @@ class OneShotEvaluator:
         )
         with autocast:
             for x, y in self.batches:
-                correct += (self.supernet(x, masks, self.ghost_size).argmax(1) == y).sum()
-        return correct.item() / self.total  # one host sync per architecture
+                sizes = tuple(ghost_sizes(len(x), self.ghost_size)) * k
+                masks = {d: m.repeat_interleave(len(sizes) // k, dim=0) for d, m in rows.items()}
+                packed = x.repeat(k, 1, 1, 1) if k > 1 else x
+                logits = self.supernet(packed, masks, sizes)
+                correct += (logits.argmax(1).view(k, -1) == y).sum(1)
+        return (correct.double() / self.total).tolist()  # one host sync per group of architectures
 
     def __call__(self, archs: Sequence[Architecture]) -> list[dict]:
         results = []
-        for arch in archs:
-            row = {"oneshot_acc": self.accuracy(arch)}
+        for arch, score in zip(archs, self.accuracies(archs), strict=True):
+            row = {"oneshot_acc": score}
             if self.sizes is not None:
                 row["params"], row["macs"] = self.sizes(arch)
             results.append(row)
