@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nas.cli import device_of, user_errors
+from nas.cli import device_of, run_cli, user_errors
 from nas.search.checkpoint import load_supernet_module, run_dir_of
 from nas.search.run import search, write_outputs
 
@@ -38,4 +38,4 @@ main = hydra.main(config_path="conf", config_name="search", version_base="1.3")(
 
 if __name__ == "__main__":
     torch.set_float32_matmul_precision("high")
-    main()
+    run_cli(main)

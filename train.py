@@ -7,31 +7,56 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nas.cli import user_errors, write_run_result
+from nas.checkpointing import (
+    AtomicCheckpointIO,
+    RngStates,
+    check_same_run,
+    keep_csv_history,
+    read_checkpoint,
+    resume_path,
+    run_dir_for,
+)
+from nas.cli import (
+    build_module,
+    check_run_settings,
+    check_settings,
+    run_cli,
+    user_errors,
+    write_run_result,
+)
 from nas.loggers import finish_wandb
+
+OmegaConf.register_new_resolver("run_dir_for", run_dir_for, replace=True)
 
 
 def train(cfg: DictConfig) -> float | None:
     """Instantiate data, model, callbacks, logger and trainer from `cfg`; fit, then test."""
     with user_errors():
+        check_run_settings(cfg.seed, cfg.trainer.max_epochs, cfg.trainer.max_steps)
+        run_dir = cfg.trainer.default_root_dir
+        ckpt = resume_path(cfg.get("resume"), run_dir)
+        raw = read_checkpoint(ckpt) if ckpt else None
         L.seed_everything(cfg.seed, workers=True)
+        check_settings(cfg.dataset, "dataset")
         datamodule = instantiate(cfg.dataset)
-        model_kwargs = {
-            "num_classes": datamodule.num_classes,
-            "in_channels": datamodule.in_channels,
-        }
-        if cfg.get("arch"):  # stand-alone retraining of one architecture
-            model_kwargs["arch"] = cfg.arch
-        else:
-            model_kwargs["space"] = instantiate(cfg.search_space)
-        module = instantiate(cfg.model)(**model_kwargs)
+        module = build_module(cfg.model, cfg.search_space, cfg.get("arch"), datamodule)
+        if raw is not None:
+            check_same_run(raw, module, ckpt)
+            del raw  # Lightning reads the file again itself; keep one copy in memory at a time
         callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        if ckpt:
+            keep_csv_history(logger)
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=[*callbacks, RngStates()],
+            logger=logger,
+            plugins=[AtomicCheckpointIO()],
+        )
         if logger:
             trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics = dict(
                 trainer.callback_metrics
             )  # validation metrics, before test replaces them
@@ -40,11 +65,11 @@ def train(cfg: DictConfig) -> float | None:
                 metrics.update(trainer.callback_metrics)
         finally:
             finish_wandb()
-        result = write_run_result(trainer, module, metrics, cfg.trainer.default_root_dir)
+        result = write_run_result(trainer, module, metrics, run_dir)
         return result.get("val_acc")
 
 
 main = hydra.main(config_path="conf", config_name="train", version_base="1.3")(train)
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,20 +1,97 @@
-"""Helpers for the entry scripts: clear one-line errors instead of tracebacks, config logging."""
+"""Helpers for the entry scripts: clear one-line errors instead of tracebacks, config checks."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
+import re
 import sys
+from collections.abc import Mapping
 
-from nas.errors import NasError
+from nas.errors import NasError, check
+
+# Settings that have no default, with what to pass; used in the message for a missing value (???).
+_REQUIRED = {
+    "ckpt": "a supernet checkpoint written by train.py: ckpt=<run>/checkpoints/last.ckpt",
+    "arch": "an architecture JSON written by search.py: arch=<run>/search/<...>/selections/<file>.json",
+}
 
 
-def _user_error(err: BaseException) -> NasError | None:
-    """The NasError behind `err` (Hydra wraps errors raised while instantiating), if any."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, NasError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
+def _chain(err: BaseException):
+    """`err` and the exceptions it was raised from (Hydra and Lightning wrap errors)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def _first_line(text: str) -> str:
+    return " ".join(str(text).strip().splitlines()[0].split()) if str(text).strip() else ""
+
+
+def _missing(err: BaseException) -> str:
+    found = re.search(r"Missing mandatory value: ([\w.\[\]]+)", str(err))
+    key = found.group(1) if found else str(getattr(err, "full_key", "") or "?")
+    what = _REQUIRED.get(key.split(".")[-1], f"{key}=<value>")
+    return f"{key} has no value (??? in the config); pass {what}"
+
+
+def _describe(err: BaseException) -> str | None:
+    """One line for a bad-input error, or None for an error that is a bug (keep its traceback)."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        InstantiationException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import (
+        ConfigAttributeError,
+        ConfigKeyError,
+        InterpolationToMissingValueError,
+        MissingMandatoryValue,
+    )
+
+    chain = list(_chain(err))
+    for e in chain:  # our own message wins wherever it sits in the chain
+        if isinstance(e, NasError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, MissingMandatoryValue | InterpolationToMissingValueError):
+            return _missing(e)
+        if isinstance(e, MissingConfigException):
+            # Hydra lists the available options on the lines after the first; keep them on one line.
+            text = str(e).split("Config search path")[0]
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            return lines[0] + (
+                "; " + lines[1] + " " + ", ".join(lines[2:]) if len(lines) > 2 else ""
+            )
+        if isinstance(e, ConfigCompositionException | OverrideParseException):
+            key = re.search(r"Could not override '([^']+)'", str(e))
+            if key and isinstance(e.__cause__, ConfigKeyError | ConfigAttributeError):
+                return (
+                    f"{key.group(1)} is not a setting of this config; check its spelling "
+                    "(`python train.py --cfg job` prints every setting)"
+                )
+            return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        if isinstance(e, ConfigKeyError | ConfigAttributeError):
+            return f"{_first_line(e)} (full key: {getattr(e, 'full_key', '?')})"
+        if isinstance(e, InstantiationException) and "unexpected keyword argument" in str(e):
+            arg = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+            where = re.search(r"full_key: (\S+)", str(e))
+            key = f"{where.group(1) if where else '?'}.{arg.group(1) if arg else '?'}"
+            target = re.search(r"target '([\w.]+)'", str(e))
+            name = target.group(1).rsplit(".", 1)[-1] if target else "its target"
+            return f"{key}: not a setting of {name}; check its spelling"
+        if isinstance(e, MisconfigurationException):
+            return f"trainer: {_first_line(e)}"
+        if isinstance(e, OSError) and e.filename:
+            return (
+                f"cannot use {str(e.filename)!r}: {e.strerror or e}; choose a path that can be "
+                "written (e.g. hydra.run.dir=<a writable directory>) or fix the file's permissions"
+            )
     return None
 
 
@@ -24,11 +101,78 @@ def user_errors():
     try:
         yield
     except Exception as err:
-        found = _user_error(err)
-        if found is None:
+        message = _describe(err)
+        if message is None:
             raise
-        print(f"error: {found}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_cli(main) -> None:
+    """Run a `hydra.main` function; errors Hydra meets before the task runs become one line too."""
+    # Hydra prints its own multi-line report unless asked to re-raise; we want to format it ourselves.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    with user_errors():
+        main()
+
+
+def check_settings(node: Mapping, section: str, target=None) -> None:
+    """Stop on a key under `section` that the constructor of its `_target_` does not take."""
+    from hydra.utils import get_object
+
+    target = target or get_object(node["_target_"])
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [name for name in params if name != "self"]
+    unknown = sorted(k for k in node if not str(k).startswith("_") and k not in known)
+    name = getattr(target, "__name__", str(target))
+    check(
+        not unknown,
+        f"{', '.join(f'{section}.{k}' for k in unknown)}: not a setting of {name}; "
+        f"its settings are {', '.join(known)}",
+    )
+
+
+def check_run_settings(seed, max_epochs, max_steps) -> None:
+    """Stop on a seed or training length that Lightning or NumPy would reject deep inside."""
+    check(
+        isinstance(seed, int) and 0 <= seed < 2**32,
+        f"seed={seed!r} must be an integer in [0, 2**32)",
+    )
+    check(
+        isinstance(max_steps, int) and (max_steps == -1 or max_steps >= 1),
+        f"trainer.max_steps={max_steps!r} must be -1 (no limit: max_epochs decides) or >= 1",
+    )
+    check(
+        max_epochs is None
+        or (isinstance(max_epochs, int) and (max_epochs == -1 or max_epochs >= 1)),
+        f"trainer.max_epochs={max_epochs!r} must be >= 1, or -1 (no limit: max_steps decides)",
+    )
+
+
+def build_module(model: Mapping, search_space: Mapping, arch, datamodule):
+    """The LightningModule of `model`: the supernet of `search_space`, or the child of `arch`."""
+    from hydra.utils import get_object, instantiate
+
+    target = get_object(model["_target_"])
+    check_settings(model, "model", target)
+    kwargs = {"num_classes": datamodule.num_classes, "in_channels": datamodule.in_channels}
+    if "arch" in inspect.signature(target).parameters:  # stand-alone retraining of one architecture
+        check(
+            arch,
+            f"{target.__name__} trains one architecture: pass arch=<file.json> written by search.py",
+        )
+        kwargs["arch"] = arch
+    else:
+        check(
+            not arch,
+            f"arch={arch} is set, but {target.__name__} trains the whole supernet; use a "
+            "stand-alone experiment (e.g. experiment=quickstart_standalone) or drop arch",
+        )
+        check_settings(search_space, "search_space")
+        kwargs["space"] = instantiate(search_space)
+    return instantiate(model)(**kwargs)
 
 
 def device_of(accelerator: str, precision: str | int):

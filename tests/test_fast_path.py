@@ -30,7 +30,7 @@ def test_gathered_equals_dense_forward_and_gradients(rate, batch, ghost):
     net = _net(space, cells=3, stages=2)
     gen = torch.Generator().manual_seed(1)
     ghosts = -(-batch // ghost)
-    for trial in range(3):
+    for _trial in range(3):
         masks = PathDropout(rate, "constant").sample(space, ghosts, 1.0, gen)
         x = torch.randn(batch, 3, 8, 8, generator=gen)
         grads = []
@@ -40,7 +40,9 @@ def test_gathered_equals_dense_forward_and_gradients(rate, batch, ghost):
             out = net(x, masks, ghost, dense=dense)
             out.square().sum().backward()
             outs.append(out.detach())
-            grads.append({n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+            grads.append(
+                {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+            )
         torch.testing.assert_close(outs[1], outs[0], **TOLERANCE)
         assert grads[0].keys() == grads[1].keys()
         for name in grads[0]:
@@ -52,8 +54,16 @@ def test_gathered_path_skips_compute_of_unused_ghost_batches():
     space = OneShotCellSpace(num_blocks=1, ops=["identity", "sep3x3"])
     net = _net(space, cells=1, stages=1)
     seen = []
-    hook = net.cells[0].blocks[0].ops["sep3x3"].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
-    masks = {"block0/inputs": torch.ones(4, 2), "block0/ops": torch.tensor([[1.0, 0], [1, 0], [1, 1], [1, 0]])}
+    hook = (
+        net.cells[0]
+        .blocks[0]
+        .ops["sep3x3"]
+        .register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    )
+    masks = {
+        "block0/inputs": torch.ones(4, 2),
+        "block0/ops": torch.tensor([[1.0, 0], [1, 0], [1, 1], [1, 0]]),
+    }
     net(torch.randn(16, 3, 8, 8), masks, 4)
     hook.remove()
     assert seen == [4]

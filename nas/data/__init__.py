@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from nas.data.base import TensorImageDataModule, split_off
-from nas.data.batching import EpochShuffleSampler, Split, TensorBatchDataset, augment, channel_stats
+from nas.data.batching import (
+    EpochShuffleSampler,
+    ResumableLoader,
+    Split,
+    TensorBatchDataset,
+    augment,
+    channel_stats,
+)
 from nas.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from nas.data.digits import DigitsDataModule
 from nas.data.fashion_mnist import FashionMNISTDataModule, read_idx
@@ -23,6 +30,7 @@ __all__ = [
     "CIFAR100DataModule",
     "DigitsDataModule",
     "EpochShuffleSampler",
+    "ResumableLoader",
     "FashionMNISTDataModule",
     "Split",
     "SyntheticDataModule",

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from nas.data.batching import (
     EpochShuffleSampler,
+    ResumableLoader,
     Split,
     TensorBatchDataset,
     augment,
@@ -77,6 +78,10 @@ class TensorImageDataModule(L.LightningDataModule):
         self._mean: tuple[float, ...] | None = None
         self._std: tuple[float, ...] | None = None
         self._scale_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._resume: dict | None = (
+            None  # loader state from a checkpoint, for the next train loader
+        )
 
     def _load(self) -> tuple[Split, Split, Split]:
         """Read the data and return the full (train, val, test) splits."""
@@ -140,16 +145,37 @@ class TensorImageDataModule(L.LightningDataModule):
         return split
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled full batches; the order depends only on (seed, epoch)."""
+        """Shuffled full batches; the order depends only on (seed, epoch); resumable mid-epoch."""
         split = self._split("train")
-        return DataLoader(
+        loader = ResumableLoader(
             TensorBatchDataset(split),
             batch_size=self.batch_size,
             sampler=EpochShuffleSampler(len(split), self.seed),
             drop_last=True,
             collate_fn=passthrough,
             num_workers=0,
+            # Its own generator: otherwise every new epoch's iterator draws a seed from torch's global
+            # RNG, which augmentation uses, and a run resumed at an epoch's end would drift.
+            generator=torch.Generator().manual_seed(self.seed),
         )
+        if self._resume:
+            loader.load_state_dict(self._resume)
+            self._resume = None
+        self._train_loader = loader
+        return loader
+
+    # Lightning restores the loader's own state only when it builds the loader after restoring the
+    # loops, but `estimated_stepping_batches` (the LR schedule) builds it before; the datamodule's
+    # state is restored first, so it carries the loader's place in the epoch as well.
+    def state_dict(self) -> dict:
+        """The training loader's place in its epoch (saved in checkpoints by Lightning)."""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Make the next (or the current, not yet iterated) training loader continue from it."""
+        self._resume = state_dict.get("train_loader") or None
+        if self._resume and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._resume)
 
     def _eval_loader(self, name: str) -> DataLoader:
         return DataLoader(

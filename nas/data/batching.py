@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nas.errors import check
 
@@ -68,25 +68,79 @@ def passthrough(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of `range(size)` that depends only on (seed, epoch)."""
+    """A random permutation of `range(size)` that depends only on (seed, epoch).
+
+    `position` counts the indices handed out in the current epoch; `resume_at(epoch, position)` makes
+    the next iteration of that epoch skip what a killed run had already consumed.
+    """
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.position = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration yields (Lightning calls this)."""
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, position: int) -> None:
+        """Make the next iteration, if it is of `epoch`, start at index `position` of its order."""
+        self._resume = (epoch, position)
+
     def __iter__(self) -> Iterator[int]:
         # SeedSequence mixes (seed, epoch) so that no two pairs share a stream, unlike seed + epoch.
         state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        # A resume point of an earlier epoch (a checkpoint at an epoch's end) means: start afresh.
+        resume, self._resume = self._resume, None
+        self.position = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        return self._count(order)
+
+    def _count(self, order: list[int]) -> Iterator[int]:
+        while self.position < len(order):
+            self.position += 1
+            yield order[self.position - 1]
 
     def __len__(self) -> int:
         return self.size
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose place in the epoch is saved in checkpoints, so a resumed run sees the rest.
+
+    Lightning saves `state_dict()` of every training loader that has one and calls `load_state_dict`
+    before it iterates again. The loader is fetched one batch at a time (no prefetch: its length is
+    known, `num_workers=0`), so the sampler's position is exactly the batches consumed.
+    """
+
+    def state_dict(self) -> dict:
+        """The epoch and position of an `EpochShuffleSampler`; empty for any other sampler."""
+        sampler = self.sampler
+        if not isinstance(sampler, EpochShuffleSampler):  # e.g. wrapped for distributed training
+            return {}
+        return {
+            "epoch": sampler.epoch,
+            "position": sampler.position,
+            "size": sampler.size,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state` (written by `state_dict`) when the data are the same."""
+        sampler = self.sampler
+        if not state or not isinstance(sampler, EpochShuffleSampler):
+            return
+        saved = (state["size"], state["batch_size"])
+        check(
+            saved == (sampler.size, self.batch_size),
+            f"the checkpoint was trained on {saved[0]} examples in batches of {saved[1]}, this run "
+            f"has {sampler.size} in batches of {self.batch_size}; resume with the same dataset "
+            "settings (dataset.batch_size, dataset.train_subset, ...) or start a new run",
+        )
+        sampler.resume_at(state["epoch"], state["position"])
 
 
 def augment(

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from nas.checkpointing import check_finite_loss
 from nas.errors import check
 from nas.modules.optim import sgd_with_schedule, validate_optimizer
 from nas.spaces import Architecture, build_space
@@ -85,6 +86,7 @@ class StandaloneModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
+        check_finite_loss(self, loss)
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from nas.checkpointing import check_finite_loss
 from nas.dropout import PathDropout
 from nas.errors import check
 from nas.ghost_bn import num_ghosts
@@ -102,6 +103,7 @@ class OneShotModule(L.LightningModule):
             self.supernet.l2_penalty(masks) if self.hparams.l2 else torch.zeros((), device=x.device)
         )
         loss = ce + 0.5 * self.hparams.l2 * l2
+        check_finite_loss(self, loss)
         self.train_acc(logits, y)
         self.log("train/loss", ce, prog_bar=True)
         self.log("train/l2", l2)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from nas.errors import NasError, check
+from nas.checkpointing import read_checkpoint
+from nas.errors import check
 
 
 def run_dir_of(ckpt: str) -> str:
@@ -25,13 +26,7 @@ def load_supernet_module(ckpt: str, device: torch.device):
         f"checkpoint {str(path)!r} does not exist; pass ckpt=<run>/checkpoints/last.ckpt "
         "written by train.py",
     )
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or pickled objects we will not execute
-        raise NasError(
-            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {str(err)[:200]}); "
-            "it may be damaged or not a Lightning checkpoint"
-        ) from None
+    raw = read_checkpoint(path)
     hparams = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
     check(
         isinstance(hparams.get("space"), dict) and "ghost_size" in hparams,

@@ -7,6 +7,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import (
@@ -161,20 +162,25 @@ def write_outputs(
         title=f"One-shot accuracy of {len(rows):,} architectures",
     )
     rng = random.Random(seed)
-    k_top, k_small = (
-        min(k, len(rows), top),
-        min(k, max(1, int(len(rows) * (100 - percentile) / 100))),
-    )
+    # small searches (and ties) may leave fewer than k above the percentile: take those there are
+    accs = [r["oneshot_acc"] for r in rows]
+    above = sum(a > float(np.percentile(accs, percentile)) for a in accs)
+    k_top, k_small = min(k, len(rows), top), min(k, above)
     groups = {
         "top": to_archs(one_shot_top(rows, k_top, top, rng=rng), space),
-        "small": to_archs(one_shot_small(rows, k_small, percentile), space),
+        "small": to_archs(one_shot_small(rows, k_small, percentile), space) if k_small else [],
         "random": random_group(space, k, rng),
         "allon": all_on(space),
     }
     lists = {
         name: str(write_selection(out / "selections", name, archs))
         for name, archs in groups.items()
+        if archs
     }
+    if not groups["small"]:
+        console.print(
+            f"selection small: no architecture exceeds the {percentile}th percentile (ties); skipped"
+        )
     _print_summary(rows, lists)
     paths = {"ranking": str(ranking), "histogram": str(histogram), "selections": lists}
     (out / "outputs.json").write_text(json.dumps(paths, indent=2) + "\n")

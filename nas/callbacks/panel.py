@@ -1,0 +1,114 @@
+"""A fixed panel of architectures and the two measurements of the paper's analysis on it.
+
+Shared by the `OneShotPanel` callback (curves during training) and the studies (figures after
+training), so a curve's last point and a study's number are the same computation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from nas.analysis.kl import symmetric_kl
+from nas.errors import check
+from nas.spaces import Architecture, SearchSpace
+
+
+def draw_panel(
+    space: SearchSpace, panel_size: int, panel_seed: int, include_all_on: bool = True
+) -> list[Architecture]:
+    """`panel_size` distinct architectures from `space.sample` with `random.Random(panel_seed)`.
+
+    The same seed gives the same panel in every run of a sweep; the all-on architecture (the KL
+    reference itself, so its KL is 0) is appended when `include_all_on`.
+    """
+    check(
+        isinstance(panel_size, int) and panel_size >= 0,
+        f"panel_size={panel_size!r} must be an integer >= 0 (architectures on the panel)",
+    )
+    check(
+        panel_size <= space.count(),
+        f"panel_size={panel_size} exceeds the {space.count():,} architectures of the space",
+    )
+    rng = random.Random(panel_seed)
+    panel: list[Architecture] = []
+    while len(panel) < panel_size:
+        arch = space.sample(rng)
+        if arch not in panel:
+            panel.append(arch)
+    if include_all_on:
+        panel.append(space.all_on())
+    check(bool(panel), "the panel is empty; set panel_size >= 1 or include_all_on=true")
+    return panel
+
+
+def fixed_train_examples(datamodule, examples: int, seed: int) -> torch.Tensor:
+    """`examples` un-augmented, normalised training images [N, C, H, W] (CPU), chosen by `seed`.
+
+    No labels are used (the paper's KL analysis compares predictions only); a seeded permutation
+    rather than the first N keeps the sample representative of a split stored in class order.
+    """
+    split = _split(datamodule, "train")
+    check(
+        1 <= examples <= len(split),
+        f"kl_examples={examples} must lie in 1..{len(split)} (the training split's size)",
+    )
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return datamodule.normalize(split.images[order[:examples]])
+
+
+def first_val_examples(datamodule, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `examples` validation images (normalised) and labels (CPU): a fixed subset."""
+    split = _split(datamodule, "val")
+    check(
+        1 <= examples,
+        f"val_examples={examples} must be >= 1 (or 0 to switch one-shot accuracy off)",
+    )
+    n = min(examples, len(split))
+    return datamodule.normalize(split.images[:n]), split.labels[:n]
+
+
+def _split(datamodule, name: str):
+    check(
+        datamodule is not None and hasattr(datamodule, "normalize"),
+        "the one-shot analysis needs a TensorImageDataModule (with train/val splits and "
+        f"`normalize`), got {type(datamodule).__name__}; pass the datamodule to trainer.fit",
+    )
+    datamodule.setup("fit")  # idempotent: the splits are loaded once
+    return getattr(datamodule, f"{name}_split")
+
+
+def _logits(supernet, space, arch, x: torch.Tensor, ghost: int, batch: int) -> torch.Tensor:
+    masks = space.encode([arch])  # one row: the same architecture in every ghost batch
+    return torch.cat([supernet(part, masks, ghost) for part in x.split(batch)]).float()
+
+
+@torch.no_grad()
+def panel_kl(
+    supernet, space, archs: Sequence[Architecture], x: torch.Tensor, ghost: int, batch: int = 256
+) -> list[float]:
+    """Mean symmetrized KL D(p||q) + D(q||p) over `x` between the all-on model (p) and each arch (q)."""
+    reference = _logits(supernet, space, space.all_on(), x, ghost, batch)
+    return [
+        symmetric_kl(reference, _logits(supernet, space, a, x, ghost, batch)).mean().item()
+        for a in archs
+    ]
+
+
+@torch.no_grad()
+def panel_accuracy(
+    supernet,
+    space,
+    archs: Sequence[Architecture],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ghost: int,
+    batch: int = 256,
+) -> list[float]:
+    """One-shot accuracy of every arch on (x, y): the fraction of examples classified correctly."""
+    return [
+        (_logits(supernet, space, a, x, ghost, batch).argmax(1) == y).float().mean().item()
+        for a in archs
+    ]

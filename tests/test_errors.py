@@ -1,0 +1,311 @@
+"""Bad input stops train.py / search.py with one clear line (exit 2), never a library traceback.
+
+Every case here is a row of docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning  # noqa: F401  (at collection: its log handler must not bind to a test's capsys)
+import pytest
+import torch
+
+from nas.cli import user_errors
+from tests.conftest import ROOT, compose_config
+
+
+def _one_line_error(capsys, action) -> str:
+    """Run `action` under `user_errors`; return its one-line message (without 'error: ')."""
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        action()
+    assert exit_info.value.code == 2
+    # Lightning's INFO log lines may share stderr; the error itself is exactly one line.
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    return errors[0].removeprefix("error: ")
+
+
+def _train(run: Path, *overrides: str) -> None:
+    import train
+
+    train.train(compose_config("train", list(overrides), run))
+
+
+@pytest.fixture(scope="module")
+def arch_file(tmp_path_factory) -> Path:
+    from nas.spaces import OneShotCellSpace
+
+    path = tmp_path_factory.mktemp("arch") / "arch.json"
+    OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, arch_file) -> dict[str, Path]:
+    """A finished smoke supernet run and a finished stand-alone run (one epoch each)."""
+    supernet, standalone = tmp_path_factory.mktemp("supernet"), tmp_path_factory.mktemp("child")
+    _train(supernet, "experiment=smoke")
+    _train(standalone, "experiment=smoke_standalone", f"arch={arch_file}")
+    return {"supernet": supernet, "standalone": standalone}
+
+
+# --- configuration values ------------------------------------------------------------------------
+
+SUPERNET_VALUES = [
+    ("model.cells=0", "model.cells=0 must be an integer >= 1"),
+    ("model.stages=3", "model.cells=2 must be >= model.stages=3"),
+    ("model.ghost_size=0", "model.ghost_size=0 must be an integer >= 1"),
+    ("model.eval_ghost_size=0", "model.eval_ghost_size=0 must be null (= ghost_size)"),
+    ("model.momentum=1.5", "model.momentum=1.5 must lie in [0, 1)"),
+    ("model.l2=-1", "model.l2=-1 must be >= 0"),
+    ("model.lr=0", "model.lr=0 must be > 0"),
+    ("model.warmup_steps=-1", "model.warmup_steps=-1 must be an integer >= 0"),
+    ("model.dropout_schedule=cubic", "dropout schedule 'cubic' is unknown"),
+    ("dataset.batch_size=0", "batch_size=0: expected >= 1"),
+    ("dataset.eval_batch_size=0", "eval_batch_size=0: expected >= 1"),
+    ("dataset.batch_size=128", "batch_size=128 is larger than the 64 training examples"),
+    ("dataset.train_subset=0", "train_subset=0: expected None (all) or >= 1"),
+    ("dataset.val_size=0", "val_size=0: expected >= 1 validation examples"),
+    ("search_space.num_blocks=0", "search_space.num_blocks=0 must be an integer >= 1"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs=-5 must be >= 1, or -1"),
+    (
+        "trainer.max_steps=0",
+        "trainer.max_steps=0 must be -1 (no limit: max_epochs decides) or >= 1",
+    ),
+    ("seed=-1", "seed=-1 must be an integer in [0, 2**32)"),
+    ("callbacks.last.every_n_train_steps=-1", "callbacks.last.every_n_train_steps=-1 must be"),
+    ("+model.widths=3", "model.widths: not a setting of OneShotModule"),
+    ("+callbacks.last.foo=1", "callbacks.last.foo: not a setting of LastCheckpoint"),
+]
+
+
+@pytest.mark.parametrize("override, fragment", SUPERNET_VALUES, ids=[o for o, _ in SUPERNET_VALUES])
+def test_bad_supernet_setting(tmp_path, capsys, override, fragment):
+    assert fragment in _one_line_error(
+        capsys, lambda: _train(tmp_path, "experiment=smoke", override)
+    )
+
+
+STANDALONE_VALUES = [
+    ("model.weight_decay=-1", "model.weight_decay=-1 must be >= 0"),
+    ("+model.ghost_size=8", "model.ghost_size: not a setting of StandaloneModule"),
+]
+
+
+@pytest.mark.parametrize(
+    "override, fragment", STANDALONE_VALUES, ids=[o for o, _ in STANDALONE_VALUES]
+)
+def test_bad_standalone_setting(tmp_path, capsys, arch_file, override, fragment):
+    overrides = ["experiment=smoke_standalone", f"arch={arch_file}", override]
+    assert fragment in _one_line_error(capsys, lambda: _train(tmp_path, *overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["model.foo=1"], "model.foo is not a setting of this config"),
+        (["dataset=imagenet7"], "Could not find 'dataset/imagenet7'; Available options in"),
+        (["model.lr=[1"], "no viable alternative at input '[1'"),
+    ],
+    ids=["unknown_key", "unknown_group", "bad_syntax"],
+)
+def test_bad_override_while_composing(tmp_path, capsys, overrides, fragment):
+    message = _one_line_error(
+        capsys, lambda: compose_config("train", ["experiment=smoke", *overrides], tmp_path)
+    )
+    assert fragment in message
+    if "imagenet7" in fragment:
+        assert "cifar10, cifar100, digits, fashion_mnist, synthetic" in message
+
+
+def test_standalone_without_arch(tmp_path, capsys):
+    message = _one_line_error(capsys, lambda: _train(tmp_path, "experiment=smoke_standalone"))
+    assert message == (
+        "StandaloneModule trains one architecture: pass arch=<file.json> written by search.py"
+    )
+
+
+def test_arch_given_to_the_supernet(tmp_path, capsys, arch_file):
+    message = _one_line_error(
+        capsys, lambda: _train(tmp_path, "experiment=smoke", f"arch={arch_file}")
+    )
+    assert "but OneShotModule trains the whole supernet" in message
+
+
+def test_search_without_ckpt(tmp_path, capsys):
+    import search
+
+    cfg = compose_config("search", ["experiment=smoke", f"out_dir={tmp_path}"], tmp_path)
+    message = _one_line_error(capsys, lambda: search.run(cfg))
+    assert message.startswith("ckpt has no value (??? in the config); pass a supernet checkpoint")
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def _arch_variant(arch_file: Path, tmp_path: Path, kind: str) -> Path:
+    import json
+
+    data = json.loads(arch_file.read_text())
+    if kind == "unknown_op":
+        data["choices"]["block0/ops"] = ["conv9x9"]
+    elif kind == "other_space":
+        data["space_spec"]["num_blocks"] = 3
+    path = tmp_path / f"{kind}.json"
+    path.write_text("{not json" if kind == "malformed" else json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("malformed", "architecture JSON is malformed"),
+        ("unknown_op", "decision 'block0/ops': unknown option(s) ['conv9x9']; allowed:"),
+        ("other_space", "architecture is from another configuration of space 'oneshot_cell'"),
+        ("missing", "does not exist; pass arch=<path to a .json written by search.py>"),
+    ],
+    ids=["malformed", "unknown_op", "other_space", "missing"],
+)
+def test_bad_architecture_file(tmp_path, capsys, arch_file, kind, fragment):
+    path = (
+        tmp_path / "missing.json" if kind == "missing" else _arch_variant(arch_file, tmp_path, kind)
+    )
+    overrides = ["experiment=smoke_standalone", f"arch={path}"]
+    message = _one_line_error(capsys, lambda: _train(tmp_path / "run", *overrides))
+    assert fragment in message and str(path) in message
+
+
+def test_standalone_checkpoint_given_to_search(tmp_path, capsys, runs):
+    import search
+
+    ckpt = runs["standalone"] / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        "search", ["experiment=smoke", f"ckpt={ckpt}", f"out_dir={tmp_path}"], tmp_path
+    )
+    message = _one_line_error(capsys, lambda: search.run(cfg))
+    assert "is not a one-shot supernet checkpoint" in message and str(ckpt) in message
+
+
+def _copy_run(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_resume_from_a_truncated_checkpoint(tmp_path, capsys, runs):
+    run = _copy_run(runs["supernet"], tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    message = _one_line_error(capsys, lambda: _train(run, "experiment=smoke", "resume=true"))
+    assert message.startswith(f"checkpoint {str(last)!r} cannot be read")
+
+
+def test_resume_without_a_checkpoint(tmp_path, capsys):
+    message = _one_line_error(capsys, lambda: _train(tmp_path, "experiment=smoke", "resume=true"))
+    assert message.startswith("resume=True: there is no checkpoint") and str(tmp_path) in message
+
+
+def test_resume_with_other_model_settings(tmp_path, capsys, runs):
+    run = _copy_run(runs["supernet"], tmp_path)
+    resume = ["experiment=smoke", "resume=true", "model.filters=8"]
+    message = _one_line_error(capsys, lambda: _train(run, *resume))
+    assert "was written with other model settings: filters: 4 there, 8 here" in message
+
+
+def test_resume_with_other_batch_size(tmp_path, capsys, runs):
+    run = _copy_run(runs["supernet"], tmp_path)
+    resume = ["experiment=smoke", "resume=true", "trainer.max_epochs=2", "dataset.batch_size=32"]
+    message = _one_line_error(capsys, lambda: _train(run, *resume))
+    assert "trained on 64 examples in batches of 16, this run has 64 in batches of 32" in message
+
+
+def test_resume_a_standalone_run_as_supernet(tmp_path, capsys, runs):
+    run = _copy_run(runs["standalone"], tmp_path)
+    message = _one_line_error(capsys, lambda: _train(run, "experiment=smoke", "resume=true"))
+    assert "holds a stand-alone network, but this run trains a one-shot supernet" in message
+
+
+def test_dataset_directory_missing(tmp_path, capsys):
+    overrides = ["experiment=smoke", "dataset=fashion_mnist", f"dataset.data_dir={tmp_path / 'no'}"]
+    message = _one_line_error(capsys, lambda: _train(tmp_path, *overrides))
+    assert str(tmp_path / "no") in message and "apt-get install dataset-fashion-mnist" in message
+
+
+def test_dataset_file_truncated(tmp_path, capsys):
+    from tests.test_data import _write_fashion
+
+    data = tmp_path / "fashion"
+    _write_fashion(data, n_train=40, n_test=12)
+    damaged = data / "train-images-idx3-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    overrides = ["experiment=smoke", "dataset=fashion_mnist", f"dataset.data_dir={data}"]
+    overrides += ["dataset.val_size=8", "dataset.train_subset=null"]
+    message = _one_line_error(capsys, lambda: _train(tmp_path / "run", *overrides))
+    assert str(damaged) in message
+
+
+def test_cifar_directory_missing(tmp_path, capsys):
+    overrides = ["experiment=smoke", "dataset=cifar10", f"dataset.data_dir={tmp_path / 'empty'}"]
+    message = _one_line_error(
+        capsys, lambda: _train(tmp_path, *overrides, "dataset.download=false")
+    )
+    assert str(tmp_path / "empty") in message and "cifar-10-python.tar.gz" in message
+
+
+def test_output_directory_not_writable(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("a file, not a directory")
+    run = tmp_path / "file.txt" / "run"
+    message = _one_line_error(capsys, lambda: _train(run, "experiment=smoke"))
+    assert "file.txt" in message and "Not a directory" in message
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    overrides = ["experiment=smoke", "model.lr=1e12", "callbacks.last.every_n_train_steps=1"]
+    message = _one_line_error(capsys, lambda: _train(tmp_path, *overrides))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    weights = [v for v in last["state_dict"].values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in weights)  # the last good one, not overwritten
+    assert message.startswith(
+        ("the training loss is nan at step", "the weights are not finite after step")
+    )
+    failed_at = int(message.split(" step ")[1].split()[0])
+    assert failed_at > last["global_step"] >= 1
+    assert (
+        f"the last checkpoint, {tmp_path / 'checkpoints' / 'last.ckpt'}, is kept as it" in message
+    )
+    assert message.endswith(
+        "Lower model.lr (now 1e+12) or model.dropout_rate (now 0.1) or add model.warmup_steps, "
+        "and start a new run"
+    )
+
+
+def test_nan_loss_before_any_checkpoint(tmp_path, capsys):
+    message = _one_line_error(capsys, lambda: _train(tmp_path, "experiment=smoke", "model.lr=1e12"))
+    assert "no checkpoint had been written yet" in message
+
+
+# --- through the command line (errors Hydra meets before our code runs) ---------------------------
+
+
+@pytest.mark.parametrize("script", ["train", "search"])
+def test_cli_errors_before_the_run_starts_are_one_line(tmp_path, script):
+    (tmp_path / "file.txt").write_text("")
+    args = {
+        "train": ["train.py", "experiment=smoke", f"hydra.run.dir={tmp_path / 'file.txt' / 'run'}"],
+        "search": ["search.py", "experiment=smoke"],  # no ckpt=
+    }[script]
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    expected = {"train": "Not a directory", "search": "ckpt has no value"}[script]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert expected in proc.stderr
