@@ -55,17 +55,25 @@ class GhostBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         n, c = x.shape[:2]
         sizes = ghost_sizes(n, ghost_size)
-        xf = x.float()  # statistics in float32 also under bf16 autocast
+        xf = (
+            x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        )  # float32 stats under autocast
         if len(set(sizes)) == 1:
             g = xf.view(len(sizes), sizes[0], c, -1)
             var, mean = torch.var_mean(g, dim=(1, 3), keepdim=True, correction=0)
             y = ((g - mean) * torch.rsqrt(var + self.eps)).view_as(xf)
-        else:
-            parts = []
-            for chunk in xf.split(sizes):
-                var, mean = torch.var_mean(chunk, dim=(0, 2, 3), keepdim=True, correction=0)
-                parts.append((chunk - mean) * torch.rsqrt(var + self.eps))
-            y = torch.cat(parts)
+        else:  # unequal ghost batches: per-ghost sums by segment (two passes, centred variance)
+            ghost_of = torch.repeat_interleave(
+                torch.arange(len(sizes), device=x.device), torch.tensor(sizes, device=x.device)
+            )
+            count = (
+                torch.tensor(sizes, device=x.device, dtype=xf.dtype).view(-1, 1) * xf[0, 0].numel()
+            )
+            zeros = xf.new_zeros(len(sizes), c)
+            mean = zeros.index_add(0, ghost_of, xf.sum(dim=(2, 3))) / count
+            centred = xf - mean[ghost_of].view(n, c, 1, 1)
+            var = zeros.index_add(0, ghost_of, centred.square().sum(dim=(2, 3))) / count
+            y = centred * torch.rsqrt(var + self.eps)[ghost_of].view(n, c, 1, 1)
         if self.affine:
             y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         return y.to(x.dtype)
