@@ -11,13 +11,17 @@ rm -rf "$OUT"
 
 echo "== 1/4 train the supernet"
 $PY train.py experiment=quickstart hydra.run.dir="$OUT/supernet" trainer.enable_progress_bar=false
+echo "   (${SECONDS}s)"
 echo "== 2/4 score $NUM_ARCHS architectures"
 $PY search.py experiment=quickstart ckpt="$OUT/supernet/checkpoints/last.ckpt" \
   search.num_archs="$NUM_ARCHS" selection.k="$K"
 SEL="$OUT/supernet/search/random-seed0/selections"
+echo "   (${SECONDS}s)"
 echo "== 3/4 retrain One-Shot Top and Random stand-alone"
 ARCHS=$(cat "$SEL/top.txt" "$SEL/random.txt" | paste -sd, -)
 $PY train.py -m experiment=quickstart_standalone arch="$ARCHS" \
   hydra.sweep.dir="$OUT/standalone" trainer.enable_progress_bar=false
+echo "   (${SECONDS}s)"
 echo "== 4/4 Table 1 (quickstart)"
 $PY -m nas.collect "$OUT/standalone" --json "$OUT/table1.json"
+echo "demo finished in ${SECONDS}s; outputs in $OUT/"
