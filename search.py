@@ -31,7 +31,15 @@ def run(cfg: DictConfig) -> dict:
             **OmegaConf.to_container(cfg.search, resolve=True),
         )
         with store:
-            return write_outputs(store, module.space, cfg.out_dir, **cfg.selection)
+            outputs = write_outputs(store, module.space, cfg.out_dir, **cfg.selection)
+            if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
+                from nas.studies.wandb_log import publish_search
+
+                name = f"search-{cfg.search.strategy}-seed{cfg.search.seed}"
+                publish_search(
+                    store, outputs, cfg.logger.project, name, cfg.out_dir, cfg.logger.mode
+                )
+            return outputs
 
 
 main = hydra.main(config_path="conf", config_name="search", version_base="1.3")(run)

@@ -17,6 +17,7 @@ from nas.checkpointing import (
     run_dir_for,
 )
 from nas.cli import (
+    build_callbacks,
     build_module,
     check_run_settings,
     check_settings,
@@ -43,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
         if raw is not None:
             check_same_run(raw, module, ckpt)
             del raw  # Lightning reads the file again itself; keep one copy in memory at a time
-        callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
+        callbacks = build_callbacks(cfg.get("callbacks"))
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
         if ckpt:
             keep_csv_history(logger)

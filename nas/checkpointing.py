@@ -81,7 +81,7 @@ class LastCheckpoint(Callback):
                 f"{trainer.current_epoch}): training stopped; {_kept(self.path)}. "
                 f"{_hint(trainer.lightning_module)}"
             )
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
 
 
 def check_finite_loss(module, loss: torch.Tensor) -> None:

@@ -175,6 +175,27 @@ def build_module(model: Mapping, search_space: Mapping, arch, datamodule):
     return instantiate(model)(**kwargs)
 
 
+def build_callbacks(callbacks: Mapping | None) -> list:
+    """The callbacks of the `callbacks` group; settings for a callback the group leaves out are skipped.
+
+    Experiments tune the analysis panel (`callbacks.oneshot_panel.*`); with `callbacks=default` that
+    callback is not configured, and its leftover settings (no `_target_`) must not become a callback.
+    """
+    import logging
+
+    from hydra.utils import instantiate
+
+    built = []
+    for name, node in (callbacks or {}).items():
+        if isinstance(node, Mapping) and "_target_" not in node:
+            logging.getLogger(__name__).info(
+                "callbacks.%s: not in this callbacks group; skipped", name
+            )
+            continue
+        built.append(instantiate(node))
+    return built
+
+
 def device_of(accelerator: str, precision: str | int):
     """(torch device, autocast dtype or None) for the hardware group's trainer settings."""
     import torch

@@ -129,3 +129,18 @@ def test_search_bad_inputs_are_clear(supernet_ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _search(supernet_ckpt, tmp_path / "c", "search.num_archs=2")
     assert str(store) in capsys.readouterr().err and store.read_bytes() == b"garbage" * 100
+
+
+def test_search_with_wandb_logger_writes_an_offline_run(supernet_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "search"
+    _search(
+        supernet_ckpt,
+        out,
+        "search.num_archs=6",
+        "selection.k=2",
+        "logger=wandb",
+        "logger.mode=offline",
+    )
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

@@ -72,3 +72,13 @@ def test_cli_prints_error_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "error: dropout rate r=2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_panel_settings_without_the_panel_callback_are_skipped(compose_train, tmp_path):
+    """quickstart tunes the analysis panel; callbacks=default turns it off without an error."""
+    from nas.cli import build_callbacks
+
+    cfg = compose_train("experiment=quickstart", "callbacks=default")
+    assert "oneshot_panel" in cfg.callbacks and "_target_" not in cfg.callbacks.oneshot_panel
+    names = sorted(type(c).__name__ for c in build_callbacks(cfg.callbacks))
+    assert names == ["LastCheckpoint", "LearningRateMonitor", "ModelCheckpoint"]

@@ -73,3 +73,15 @@ def log_search_results(store, run=None, limit: int | None = None) -> bool:
 def _cell(value):
     # W&B tables want one type per column; nested values (lists of runs) become text
     return value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+
+def publish_search(
+    store, outputs: Mapping, project: str, name: str, save_dir: str, mode: str = "auto"
+):
+    """A W&B run holding a search's ranking table, its best score and its histogram."""
+    run = start_run(project, name, save_dir, mode)
+    try:
+        log_search_results(store, run)
+        log_figures({"histogram": outputs["histogram"]}, run)
+    finally:
+        run.finish()
