@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from nas.errors import check
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def sweep_group(mode, sweep_dir: str, experiment: str | None) -> str:
+    """W&B group of a run: its experiment, plus the sweep's directory name for a multirun sweep."""
+    label = experiment or "run"
+    return f"{label}-{Path(str(sweep_dir)).name}" if "MULTIRUN" in str(mode) else label
+
+
+OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 
 
 def wandb_logger(

@@ -82,3 +82,15 @@ def test_panel_settings_without_the_panel_callback_are_skipped(compose_train, tm
     assert "oneshot_panel" in cfg.callbacks and "_target_" not in cfg.callbacks.oneshot_panel
     names = sorted(type(c).__name__ for c in build_callbacks(cfg.callbacks))
     assert names == ["LastCheckpoint", "LearningRateMonitor", "ModelCheckpoint"]
+
+
+def test_wandb_runs_of_a_sweep_share_a_group(compose_train):
+    from hydra.types import RunMode
+
+    from nas.loggers import sweep_group
+
+    cfg = compose_train("experiment=smoke", "logger=wandb")
+    assert cfg.logger.group == "smoke"  # a single run: its experiment
+    assert (
+        sweep_group(RunMode.MULTIRUN, "multirun/2026-11-25/04-30-00", "smoke") == "smoke-04-30-00"
+    )
