@@ -13,6 +13,7 @@ import torch
 
 from nas.analysis.kl import symmetric_kl
 from nas.errors import check
+from nas.search.evaluator import OneShotEvaluator
 from nas.spaces import Architecture, SearchSpace
 
 
@@ -97,7 +98,6 @@ def panel_kl(
     ]
 
 
-@torch.no_grad()
 def panel_accuracy(
     supernet,
     space,
@@ -107,8 +107,5 @@ def panel_accuracy(
     ghost: int,
     batch: int = 256,
 ) -> list[float]:
-    """One-shot accuracy of every arch on (x, y): the fraction of examples classified correctly."""
-    return [
-        (_logits(supernet, space, a, x, ghost, batch).argmax(1) == y).float().mean().item()
-        for a in archs
-    ]
+    """One-shot accuracy of every arch on (x, y), computed as the search computes it."""
+    return OneShotEvaluator(supernet, x, y, batch, ghost).accuracies(archs)
