@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
 from nas.checkpointing import check_finite_loss
 from nas.errors import check
+from nas.modules.base import ClassifierModule
 from nas.modules.optim import sgd_with_schedule, validate_optimizer
 from nas.spaces import Architecture, build_space
 
@@ -34,7 +33,7 @@ def load_architecture(arch: str | Path | Mapping | Architecture) -> Architecture
     return Architecture.load(text)
 
 
-class StandaloneModule(L.LightningModule):
+class StandaloneModule(ClassifierModule):
     """Cross-entropy with ordinary batch norm and weight decay; logs params, val/test accuracy."""
 
     def __init__(
@@ -71,9 +70,7 @@ class StandaloneModule(L.LightningModule):
             in_channels=in_channels,
         )
         self.num_params = sum(p.numel() for p in self.net.parameters())
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._init_metrics(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -92,18 +89,8 @@ class StandaloneModule(L.LightningModule):
         self.log("train/acc", self.train_acc, prog_bar=True)
         return loss
 
-    def _eval_step(self, batch, metric, prefix: str):
-        x, y = batch
-        logits = self(x)
-        metric(logits, y)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, y))
-        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_acc, "val")
-
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_acc, "test")
+        super().test_step(batch, batch_idx)
         self.log("test/params", float(self.num_params))
 
     def configure_optimizers(self):

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
 from nas.checkpointing import check_finite_loss
 from nas.dropout import PathDropout
 from nas.errors import check
 from nas.ghost_bn import num_ghosts
+from nas.modules.base import ClassifierModule
 from nas.modules.optim import sgd_with_schedule, validate_optimizer
 from nas.spaces import SearchSpace, build_space
 
 
-class OneShotModule(L.LightningModule):
+class OneShotModule(ClassifierModule):
     """Cross-entropy + masked L2 on the supernet; validation and test use the all-on masks."""
 
     def __init__(
@@ -65,15 +64,14 @@ class OneShotModule(L.LightningModule):
         self.dropout = PathDropout(dropout_rate, dropout_schedule, keep_one_path)
         validate_optimizer(lr, momentum, lr_schedule, warmup_steps)
         self.mask_generator = torch.Generator().manual_seed(mask_seed)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._init_metrics(num_classes)
 
     @property
     def eval_ghost_size(self) -> int:
         return self.hparams.eval_ghost_size or self.hparams.ghost_size
 
     def forward(self, x: torch.Tensor, masks=None, ghost_size: int | None = None) -> torch.Tensor:
+        """Logits; all-on masks and the evaluation ghost size unless given (validation, test)."""
         return self.supernet(x, masks, ghost_size or self.eval_ghost_size)
 
     def progress(self) -> float:
@@ -110,19 +108,6 @@ class OneShotModule(L.LightningModule):
         self.log("train/acc", self.train_acc, prog_bar=True)
         self.log("train/drop_prob_k7", self.dropout.drop_prob(7, self.progress()))
         return loss
-
-    def _eval_step(self, batch, metric, prefix: str):
-        x, y = batch
-        logits = self(x)  # all-on masks, batch statistics per ghost batch of eval_ghost_size
-        metric(logits, y)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val")
-        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_acc, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_acc, "test")
 
     def configure_optimizers(self):
         # weight decay is the masked L2 term of the loss, so the optimizer's own decay stays 0

@@ -1,0 +1,29 @@
+"""What the supernet and stand-alone modules share: accuracy metrics and validation/test steps."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class ClassifierModule(L.LightningModule):
+    """Train/val/test accuracy and the evaluation steps; subclasses define forward and training."""
+
+    def _init_metrics(self, num_classes: int) -> None:
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def _eval_step(self, batch, metric, prefix: str):
+        x, y = batch
+        logits = self(x)
+        metric(logits, y)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val")
+        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_acc, "test")
