@@ -12,8 +12,7 @@ Cheap paths (identity, pooling) always run dense: gathering would cost more than
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import cache
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -23,14 +22,19 @@ Ghost = int | tuple[int, ...] | None  # ghost size, explicit ghost batch sizes, 
 
 
 class GhostLayout:
-    """The ghost batches of one batch: sizes, and example indices of any subset of them."""
+    """The ghost batches of one batch: sizes, and example indices of any subset of them.
+
+    `prepare(row_sets)` builds the indices (and 0/1 indicators) of every subset a forward pass will
+    use in one CPU buffer and sends it to the device in one copy: one small transfer per step rather
+    than one per path, each of which would block the host.
+    """
 
     def __init__(self, batch: int, ghost: Ghost, device: torch.device):
         self.sizes = tuple(ghost_sizes(batch, ghost))
         self.count, self.batch, self.device = len(self.sizes), batch, device
         self.starts = [sum(self.sizes[:i]) for i in range(self.count)]
-        self.examples = cache(self._examples)
-        self.indicator = cache(self._indicator)
+        self._examples: dict[tuple[int, ...], torch.Tensor] = {}
+        self._indicators: dict[tuple[int, ...], torch.Tensor] = {}
 
     @property
     def ghost(self) -> Ghost:
@@ -41,15 +45,40 @@ class GhostLayout:
         """What batch-norm layers get for the ghost batches `rows` gathered together."""
         return _ghost_arg(tuple(self.sizes[i] for i in rows))
 
-    def _examples(self, rows: tuple[int, ...]) -> torch.Tensor:
-        index = [j for i in rows for j in range(self.starts[i], self.starts[i] + self.sizes[i])]
-        return torch.tensor(index, dtype=torch.long).to(self.device, non_blocking=True)
+    def _index(self, rows: tuple[int, ...]) -> list[int]:
+        return [j for i in rows for j in range(self.starts[i], self.starts[i] + self.sizes[i])]
 
-    def _indicator(self, rows: tuple[int, ...]) -> torch.Tensor:
-        """[batch, 1, 1, 1] float: 1 for examples of the ghost batches `rows`, else 0."""
-        values = torch.zeros(self.batch)
-        values[self.examples(rows).cpu()] = 1.0
-        return values.view(-1, 1, 1, 1).to(self.device, non_blocking=True)
+    def prepare(self, row_sets: Iterable[tuple[int, ...]]) -> None:
+        """Send the example indices and indicators of every subset in `row_sets` in one copy."""
+        todo = [
+            r for r in dict.fromkeys(row_sets) if r not in self._examples and len(r) < self.count
+        ]
+        if not todo:
+            return
+        indices = [self._index(r) for r in todo]
+        flat = torch.tensor([j for index in indices for j in index], dtype=torch.long)
+        marks = torch.zeros(len(todo), self.batch)
+        for k, index in enumerate(indices):
+            marks[k, index] = 1.0
+        if self.device.type == "cuda":  # pinned memory: the copies do not wait for the device
+            flat, marks = flat.pin_memory(), marks.pin_memory()
+        flat = flat.to(self.device, non_blocking=True)
+        marks = marks.to(self.device, non_blocking=True)
+        offset = 0
+        for k, (rows, index) in enumerate(zip(todo, indices, strict=True)):
+            self._examples[rows] = flat[offset : offset + len(index)]
+            self._indicators[rows] = marks[k].view(-1, 1, 1, 1)
+            offset += len(index)
+
+    def examples(self, rows: tuple[int, ...]) -> torch.Tensor:
+        """Indices [n] on the device of the examples of the ghost batches `rows`."""
+        self.prepare([rows])
+        return self._examples[rows]
+
+    def indicator(self, rows: tuple[int, ...]) -> torch.Tensor:
+        """[batch, 1, 1, 1] float on the device: 1 for examples of the ghost batches `rows`, else 0."""
+        self.prepare([rows])
+        return self._indicators[rows]
 
 
 def _ghost_arg(sizes: tuple[int, ...]) -> Ghost:

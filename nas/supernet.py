@@ -26,7 +26,11 @@ BlockSpec = tuple[
 
 
 class ChoiceBlock(nn.Module):
-    """Σ_inputs m_j · Conv1x1_j(ReLU(BN_j(x_j))), then Σ_ops m_o · op_o(h); zero if no input is on."""
+    """Σ_inputs m_j · Conv1x1_j(ReLU(BN_j(x_j))), then Σ_ops m_o · op_o(h); zero if no input is on.
+
+    `op_mask` must already be limited to the ghost batches where some input is on
+    (`Supernet.forward` does it): there h = 0, and BN inside the ops would turn 0 into β.
+    """
 
     def __init__(self, channels: int, inputs: Sequence[str], ops: Sequence[str], ghost: bool):
         super().__init__()
@@ -56,10 +60,6 @@ class ChoiceBlock(nn.Module):
         )
         if h is None:
             return torch.zeros_like(next(iter(candidates.values())))
-        if op_mask is not None and in_mask is not None:
-            # a ghost batch whose inputs are all off has h = 0, and BN inside its ops would turn 0
-            # into β: the block's output there must stay 0, so its ops run only where an input is on
-            op_mask = op_mask.restricted(in_mask.any)
         out = masked_sum(
             self.op_names,
             lambda n, x, g: self.ops[n](x, g),
@@ -219,8 +219,9 @@ class Supernet(CellNetwork):
         if masks is None:
             masks = self.space.full_masks(1)
         self.space.check_masks(masks, layout.count)
-        cell_masks = [
-            tuple(
+        cell_masks = []
+        for i in range(self.space.num_blocks):
+            inputs, ops = (
                 PathMask(
                     self.space.decision(f"block{i}/{kind}").options,
                     masks[f"block{i}/{kind}"],
@@ -228,8 +229,9 @@ class Supernet(CellNetwork):
                 )
                 for kind in ("inputs", "ops")
             )
-            for i in range(self.space.num_blocks)
-        ]
+            # a block's ops run only where it has an input on (see ChoiceBlock)
+            cell_masks.append((inputs, ops.restricted(inputs.any)))
+        layout.prepare(rows for pair in cell_masks for mask in pair for rows in mask.rows.values())
         return super().forward(x, layout.ghost, cell_masks, dense)
 
     def path_fractions(self, masks: Mapping[str, torch.Tensor]) -> dict[tuple, float]:
