@@ -85,20 +85,42 @@ class LastCheckpoint(Callback):
 
 
 def check_finite_loss(module, loss: torch.Tensor) -> None:
-    """Stop training with the step and a hint when `loss` is NaN or infinite, before it is used.
+    """Stop training with the step and a hint when `loss` is NaN or infinite.
 
-    Called in `training_step`, so the optimizer never steps on it and no checkpoint is written with
-    it. Reading the flag is one host sync per step (a single value), which the per-step progress
-    bar and logging already pay on every device.
+    On the CPU the flag is read at once, so the optimizer never steps on a bad loss. On a CUDA
+    device reading it would stall the host every step (no queueing ahead of the GPU), so the flag is
+    copied to pinned memory and read at a later step once the copy has landed: a bad loss stops the
+    run a step or two late, and `LastCheckpoint` refuses to save the non-finite weights it leaves.
     """
-    if bool(torch.isfinite(loss)):
+    if loss.device.type != "cuda":
+        _raise_if_bad(
+            module, bool(torch.isfinite(loss)), loss.item(), module.trainer.global_step, True
+        )
+        return
+    pending = getattr(module, "_loss_check_pending", None)  # (pinned flag, copy event, step)
+    if pending is not None and pending[1].query():
+        _raise_if_bad(module, bool(pending[0]), float("nan"), pending[2], False)
+        pending = None
+    if pending is None:
+        flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+        flag.copy_(torch.isfinite(loss.detach()), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        module._loss_check_pending = (flag, event, module.trainer.global_step)
+
+
+def _raise_if_bad(module, finite: bool, value: float, step: int, before_update: bool) -> None:
+    if finite:
         return
     trainer = module.trainer
     last = next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    when = (
+        "before this step changed the weights" if before_update else "(noticed a step or two later)"
+    )
+    shown = f"{value}" if before_update else "not finite"
     raise NasError(
-        f"the training loss is {loss.item()} at step {trainer.global_step} (epoch "
-        f"{trainer.current_epoch}): training stopped before this step changed the weights; "
-        f"{_kept(last)}. {_hint(module)}"
+        f"the training loss is {shown} at step {step} (epoch {trainer.current_epoch}): training "
+        f"stopped {when}; {_kept(last)}. {_hint(module)}"
     )
 
 
