@@ -25,4 +25,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf outputs multirun demo
+	rm -rf outputs multirun demo demo.*

@@ -7,7 +7,11 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-demo}
 NUM_ARCHS=${NUM_ARCHS:-500}
 K=${K:-3}
-rm -rf "$OUT"
+if [ -e "$OUT" ]; then  # keep an earlier demo's outputs: move them aside, never delete them
+  OLD="$OUT.$(date +%Y%m%d-%H%M%S)"
+  mv "$OUT" "$OLD"
+  echo "earlier outputs of $OUT moved to $OLD"
+fi
 
 echo "== 1/4 train the supernet"
 $PY train.py experiment=quickstart hydra.run.dir="$OUT/supernet" trainer.enable_progress_bar=false
