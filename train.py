@@ -40,7 +40,9 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
         check_settings(cfg.dataset, "dataset")
         datamodule = instantiate(cfg.dataset)
-        module = build_module(cfg.model, cfg.search_space, cfg.get("arch"), datamodule)
+        module = build_module(
+            cfg.model, cfg.search_space, cfg.get("arch"), datamodule, cfg.get("sampler")
+        )
         if raw is not None:
             check_same_run(raw, module, ckpt)
             del raw  # Lightning reads the file again itself; keep one copy in memory at a time

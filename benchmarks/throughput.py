@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nas.dropout import PathDropout
+from nas.samplers import PathDropout
 from nas.search.evaluator import OneShotEvaluator
-from nas.spaces import OneShotCellSpace
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 

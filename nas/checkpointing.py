@@ -133,8 +133,9 @@ def _kept(last: Path | None) -> str:
 def _hint(module) -> str:
     h = module.hparams
     knobs = [f"model.lr (now {h.lr:g})"]
-    if "dropout_rate" in h:
-        knobs.append(f"model.dropout_rate (now {h.dropout_rate:g})")
+    sampler = h.get("sampler") or {}
+    if "rate" in sampler:
+        knobs.append(f"sampler.rate (now {sampler['rate']:g})")
     return f"Lower {' or '.join(knobs)} or add model.warmup_steps, and start a new run"
 
 

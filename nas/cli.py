@@ -151,8 +151,11 @@ def check_run_settings(seed, max_epochs, max_steps) -> None:
     )
 
 
-def build_module(model: Mapping, search_space: Mapping, arch, datamodule):
-    """The LightningModule of `model`: the supernet of `search_space`, or the child of `arch`."""
+def build_module(
+    model: Mapping, search_space: Mapping, arch, datamodule, sampler: Mapping | None = None
+):
+    """The LightningModule of `model`: the supernet of `search_space` trained with `sampler`, or the
+    stand-alone child of `arch`."""
     from hydra.utils import get_object, instantiate
 
     target = get_object(model["_target_"])
@@ -172,6 +175,9 @@ def build_module(model: Mapping, search_space: Mapping, arch, datamodule):
         )
         check_settings(search_space, "search_space")
         kwargs["space"] = instantiate(search_space)
+        if sampler and "sampler" in inspect.signature(target).parameters:
+            check_settings(sampler, "sampler")
+            kwargs["sampler"] = instantiate(sampler)
     return instantiate(model)(**kwargs)
 
 

@@ -1,8 +1,9 @@
-"""Which examples each path of the supernet runs on.
+"""Which examples each path of the supernet runs on, and with what weight.
 
-A batch is a sequence of ghost batches, and a path (an input connection or an op of a choice block) is
-on for some of them. Two ways to compute Σ_paths mask · path(x) give the same result:
-- dense: run every path that any ghost batch uses on the whole batch and multiply by its 0/1 mask
+A batch is a sequence of ghost batches, and a path (an input connection or an op of a choice block) has
+a weight in each of them (0/1 for a mask). Two ways to compute Σ_paths weight · path(x) give the same
+result:
+- dense: run every path that any ghost batch uses on the whole batch and multiply by its weight
   (the plain definition; used as the reference);
 - gathered (default): run a path only on the ghost batches that use it (index_select) and add its output
   back into their rows (index_add). Batch norm is per ghost batch, so a ghost batch's result does not
@@ -35,6 +36,7 @@ class GhostLayout:
         self.starts = [sum(self.sizes[:i]) for i in range(self.count)]
         self._examples: dict[tuple[int, ...], torch.Tensor] = {}
         self._indicators: dict[tuple[int, ...], torch.Tensor] = {}
+        self._ghost_index: torch.Tensor | None = None
 
     @property
     def ghost(self) -> Ghost:
@@ -75,6 +77,15 @@ class GhostLayout:
         self.prepare([rows])
         return self._examples[rows]
 
+    @property
+    def ghost_index(self) -> torch.Tensor:
+        """[batch] long on the device: the ghost batch of every example."""
+        if self._ghost_index is None:
+            sizes = torch.tensor(self.sizes)
+            index = torch.repeat_interleave(torch.arange(self.count), sizes)
+            self._ghost_index = index.to(self.device, non_blocking=True)
+        return self._ghost_index
+
     def indicator(self, rows: tuple[int, ...]) -> torch.Tensor:
         """[batch, 1, 1, 1] float on the device: 1 for examples of the ghost batches `rows`, else 0."""
         self.prepare([rows])
@@ -85,27 +96,61 @@ def _ghost_arg(sizes: tuple[int, ...]) -> Ghost:
     return sizes[0] if len(set(sizes[:-1])) <= 1 and sizes[-1] <= sizes[0] else sizes
 
 
-class PathMask:
-    """One decision's 0/1 mask for a batch: for every option, the ghost batches that use it."""
+class PathWeights:
+    """One decision's path weights for a batch: for every option, the ghost batches where its weight
+    is non-zero, and (`scaled`) whether the weights must be multiplied in.
 
-    def __init__(self, options: Sequence[str], rows: torch.Tensor, layout: GhostLayout):
-        on = rows.detach().cpu().bool()  # masks are drawn on the CPU: reading them costs no sync
+    0/1 weights that carry no gradient are masks: the kept paths' outputs are used as they are.
+    Otherwise every kept output is multiplied by its ghost batch's weight, so gradients reach it.
+    """
+
+    def __init__(self, options: Sequence[str], values: torch.Tensor, host: torch.Tensor, layout):
+        self.layout, self.values = layout, values
+        self.column = {o: j for j, o in enumerate(options)}
+        on = host != 0
+        self.scaled = values.requires_grad or not bool(((host == 0) | (host == 1)).all())
         if on.shape[0] == 1:
             on = on.expand(layout.count, -1)
-        self.layout = layout
         self.rows = {}
         for j, option in enumerate(options):
             used = tuple(torch.nonzero(on[:, j]).flatten().tolist())
             if used:
                 self.rows[option] = used
         self.any = tuple(torch.nonzero(on.any(1)).flatten().tolist())  # ghost batches with any path
+        self._per_example: torch.Tensor | None = None
 
-    def restricted(self, keep: tuple[int, ...]) -> PathMask:
-        """The same mask with every option limited to the ghost batches `keep`."""
+    @staticmethod
+    def for_decisions(decisions: dict, layout: GhostLayout) -> dict[str, PathWeights]:
+        """{name: PathWeights} for {name: (options, values)}, reading every value in one host copy."""
+        values = [v for _, v in decisions.values()]
+        if all(v.device.type == "cpu" for v in values):  # masks drawn on the CPU: nothing to copy
+            hosts = [v.detach() for v in values]
+        else:
+            flat = torch.cat([v.detach().reshape(-1).float() for v in values]).cpu()
+            hosts = list(flat.split([v.numel() for v in values]))
+            hosts = [h.view(v.shape) for h, v in zip(hosts, values, strict=True)]
+        return {
+            name: PathWeights(options, v, h, layout)
+            for (name, (options, v)), h in zip(decisions.items(), hosts, strict=True)
+        }
+
+    def scale(self, option: str, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Weights of `option` per example [n, 1, 1, 1] (or a scalar), for `index` or every example."""
+        if self._per_example is None:
+            values = self.values.to(self.layout.device)
+            self._per_example = values if values.shape[0] == 1 else values[self.layout.ghost_index]
+        column = self._per_example[:, self.column[option]]
+        if column.shape[0] == 1:
+            return column[0]
+        return (column if index is None else column[index]).view(-1, 1, 1, 1)
+
+    def restricted(self, keep: tuple[int, ...]) -> PathWeights:
+        """The same weights with every option limited to the ghost batches `keep`."""
         if len(keep) == self.layout.count:
             return self
-        other = object.__new__(PathMask)
-        other.layout, kept = self.layout, set(keep)
+        other = object.__new__(PathWeights)
+        other.__dict__.update(self.__dict__)
+        kept = set(keep)
         other.rows = {
             o: r
             for o, r in ((o, tuple(i for i in r if i in kept)) for o, r in self.rows.items())
@@ -119,25 +164,25 @@ def masked_sum(
     names: Sequence[str],
     run: Callable[[str, torch.Tensor, Ghost], torch.Tensor],
     inputs: Callable[[str], torch.Tensor],
-    mask: PathMask | None,
+    weights: PathWeights | None,
     cheap: Callable[[str], bool],
     dense: bool = False,
     ghost: Ghost = None,
 ) -> torch.Tensor | None:
-    """Σ over `names` of mask · run(name, inputs(name), ghost); None when no path is on.
+    """Σ over `names` of weight · run(name, inputs(name), ghost); None when no path is on.
 
-    Without a mask (stand-alone networks) every name is on for every example.
+    Without weights (stand-alone networks) every name is on for every example.
     """
     total = None
     for name in names:
-        if mask is None:
+        if weights is None:
             term = run(name, inputs(name), ghost)
             total = term if total is None else total + term
             continue
-        rows = mask.rows.get(name)
+        rows = weights.rows.get(name)
         if rows is None:
             continue  # no ghost batch uses this path
-        layout, x = mask.layout, inputs(name)
+        layout, x = weights.layout, inputs(name)
         if len(rows) == layout.count:
             term = run(name, x, layout.ghost)
         elif dense or cheap(name):
@@ -145,10 +190,14 @@ def masked_sum(
         else:
             index = layout.examples(rows)
             part = run(name, x.index_select(0, index), layout.ghost_of(rows))
+            if weights.scaled:
+                part = part * weights.scale(name, index).to(part.dtype)
             base = torch.zeros((x.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
             total = (base if total is None else total).index_add(
                 0, index, part.to(base.dtype if total is None else total.dtype)
             )
             continue
+        if weights.scaled:
+            term = term * weights.scale(name).to(term.dtype)
         total = term if total is None else total + term
     return total

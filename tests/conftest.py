@@ -21,7 +21,7 @@ torch.set_num_threads(2)
 @pytest.fixture
 def small_space():
     """Two choice blocks and three ops: small enough to enumerate, same machinery as the paper's."""
-    from nas.spaces import OneShotCellSpace
+    from nas.spaces.oneshot_cell import OneShotCellSpace
 
     return OneShotCellSpace(num_blocks=2, ops=["identity", "sep3x3", "maxpool3x3"], max_ops=2)
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from nas.dropout import PathDropout
+from nas.samplers import PathDropout
 from nas.errors import NasError
-from nas.spaces import OneShotCellSpace
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 N = 40_000  # ghost batches sampled; 5 standard deviations of a rate is < 0.013
 

@@ -38,7 +38,7 @@ def _train(run: Path, *overrides: str) -> None:
 
 @pytest.fixture(scope="module")
 def arch_file(tmp_path_factory) -> Path:
-    from nas.spaces import OneShotCellSpace
+    from nas.spaces.oneshot_cell import OneShotCellSpace
 
     path = tmp_path_factory.mktemp("arch") / "arch.json"
     OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)
@@ -65,7 +65,7 @@ SUPERNET_VALUES = [
     ("model.l2=-1", "model.l2=-1 must be >= 0"),
     ("model.lr=0", "model.lr=0 must be > 0"),
     ("model.warmup_steps=-1", "model.warmup_steps=-1 must be an integer >= 0"),
-    ("model.dropout_schedule=cubic", "dropout schedule 'cubic' is unknown"),
+    ("sampler.schedule=cubic", "dropout schedule 'cubic' is unknown"),
     ("dataset.batch_size=0", "batch_size=0: expected >= 1"),
     ("dataset.eval_batch_size=0", "eval_batch_size=0: expected >= 1"),
     ("dataset.batch_size=128", "batch_size=128 is larger than the 64 training examples"),
@@ -282,7 +282,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
         f"the last checkpoint, {tmp_path / 'checkpoints' / 'last.ckpt'}, is kept as it" in message
     )
     assert message.endswith(
-        "Lower model.lr (now 1e+12) or model.dropout_rate (now 0.1) or add model.warmup_steps, "
+        "Lower model.lr (now 1e+12) or sampler.rate (now 0.1) or add model.warmup_steps, "
         "and start a new run"
     )
 

@@ -32,7 +32,7 @@ def test_cifar_oneshot_starts_with_paper_network(compose_train, tmp_path, monkey
     )
     # the paper's settings are what the experiment asks for
     assert (cfg.model.filters, cfg.model.cells, cfg.model.ghost_size) == (16, 6, 32)
-    assert (cfg.model.dropout_rate, cfg.model.lr, cfg.model.l2) == (0.1, 0.1, 1e-4)
+    assert (cfg.sampler.rate, cfg.model.lr, cfg.model.l2) == (0.1, 0.1, 1e-4)
     assert cfg.trainer.max_steps == 1 and cfg.dataset.pad == 4 and cfg.dataset.flip
     # a narrower network for the CPU (the F=16 parameter count is tested in test_supernet.py)
     cfg.model.filters, cfg.model.cells, cfg.dataset.batch_size = 4, 3, 32

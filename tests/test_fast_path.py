@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.dropout import PathDropout
-from nas.spaces import OneShotCellSpace
+from nas.samplers import PathDropout
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 # float64: the two paths add the same terms in a different order, and batch norm over small ghost
 # batches with near-constant inputs amplifies float32 rounding; in float64 they agree to ~1e-12

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.dropout import PathDropout
-from nas.spaces import OneShotCellSpace
+from nas.samplers import PathDropout
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 pytestmark = [
     pytest.mark.gpu,

@@ -77,7 +77,7 @@ def _assert_same_end(reference: Path, resumed: Path) -> None:
 
 @pytest.fixture(scope="module")
 def arch_file(tmp_path_factory) -> Path:
-    from nas.spaces import OneShotCellSpace
+    from nas.spaces.oneshot_cell import OneShotCellSpace
 
     path = tmp_path_factory.mktemp("arch") / "arch.json"
     OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)

@@ -141,7 +141,7 @@ def test_sqlite_file_without_our_tables_is_refused_and_left_intact(tmp_path):
 
 
 def test_other_space_or_checkpoint_is_refused(tmp_path, small_space):
-    from nas.spaces import OneShotCellSpace
+    from nas.spaces.oneshot_cell import OneShotCellSpace
 
     path = tmp_path / "r.sqlite"
     ResultsStore(path, space=small_space, checkpoint="a.ckpt").close()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from nas.errors import NasError
-from nas.spaces import Architecture, Decision, OneShotCellSpace, build_space
+from nas.spaces import Architecture, Decision, build_space
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 
 def test_paper_space_size_is_computed():

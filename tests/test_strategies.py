@@ -13,7 +13,7 @@ from nas.errors import NasError
 from nas.search.driver import replay_or_evaluate
 from nas.search.store import ResultsStore
 from nas.search.strategies import STRATEGIES, RandomSearch, RegularizedEvolution, build_strategy
-from nas.spaces import OneShotCellSpace
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 
 def sep_count(arch) -> int:

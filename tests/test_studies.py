@@ -28,7 +28,7 @@ def _checkpoint(path: Path, space, dropout_rate: float) -> Path:
     """A real (untrained) supernet checkpoint with plain hyperparameters, as train.py writes."""
     from nas.modules import OneShotModule
 
-    module = OneShotModule(space, ghost_size=8, dropout_rate=dropout_rate, **NETWORK)
+    module = OneShotModule(space, {"name": "path_dropout", "rate": dropout_rate}, ghost_size=8, **NETWORK)
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
 

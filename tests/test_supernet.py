@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nas.errors import NasError
-from nas.spaces import OneShotCellSpace
+from nas.spaces.oneshot_cell import OneShotCellSpace
 
 PAPER_ALL_ON = {16: 1.3e6, 32: 4.8e6, 64: 18.5e6}  # Table 1, "All On" row
 

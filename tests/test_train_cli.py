@@ -33,8 +33,8 @@ def test_smoke_run_trains_checkpoints_and_reports(compose_train, tmp_path):
 @pytest.mark.parametrize(
     "override, fragment",
     [
-        ("model.dropout_rate=1.5", "dropout rate r=1.5 must lie strictly between 0 and 1"),
-        ("model.dropout_rate=0", "dropout rate r=0 must lie strictly between 0 and 1"),
+        ("sampler.rate=1.5", "dropout rate r=1.5 must lie strictly between 0 and 1"),
+        ("sampler.rate=0", "dropout rate r=0 must lie strictly between 0 and 1"),
         ("model.ghost_size=5", "model.ghost_size=5 does not divide dataset.batch_size=16"),
         ("model.filters=0", "model.filters=0 must be an integer >= 1"),
         ("search_space.ops=[identity,conv9x9]", "unknown op(s) ['conv9x9']"),
@@ -62,7 +62,7 @@ def test_cli_prints_error_without_traceback(tmp_path):
             sys.executable,
             "train.py",
             "experiment=smoke",
-            "model.dropout_rate=2",
+            "sampler.rate=2",
             f"hydra.run.dir={tmp_path}",
         ],
         cwd=ROOT,

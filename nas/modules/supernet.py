@@ -1,4 +1,8 @@
-"""OneShotModule: trains the supernet with scheduled path dropout, ghost batch norm and masked L2."""
+"""OneShotModule: trains a supernet with a fixed-distribution sampler, ghost batch norm and masked L2.
+
+The sampler (Hydra group `sampler/`) decides the path weights of every step: scheduled path dropout
+(Bender et al., the default), uniform single paths (SPOS) or strict fairness (FairNAS).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,21 @@ import torch
 import torch.nn.functional as F
 
 from nas.checkpointing import check_finite_loss
-from nas.dropout import PathDropout
 from nas.errors import check
 from nas.ghost_bn import num_ghosts
 from nas.modules.base import ClassifierModule
 from nas.modules.optim import sgd_with_schedule, validate_optimizer
+from nas.samplers import Sampler, build_sampler
 from nas.spaces import SearchSpace, build_space
 
 
 class OneShotModule(ClassifierModule):
-    """Cross-entropy + masked L2 on the supernet; validation and test use the all-on masks."""
+    """Cross-entropy + masked L2 on the supernet; validation and test use the all-on weights."""
 
     def __init__(
         self,
         space: SearchSpace | Mapping,
+        sampler: Sampler | Mapping | None = None,
         filters: int = 16,
         cells: int = 6,
         stages: int = 3,
@@ -29,9 +34,6 @@ class OneShotModule(ClassifierModule):
         in_channels: int = 3,
         ghost_size: int = 32,
         eval_ghost_size: int | None = None,
-        dropout_rate: float = 0.1,
-        dropout_schedule: str = "linear",
-        keep_one_path: bool = False,
         lr: float = 0.1,
         momentum: float = 0.9,
         nesterov: bool = True,
@@ -51,9 +53,12 @@ class OneShotModule(ClassifierModule):
             f"model.eval_ghost_size={eval_ghost_size!r} must be null (= ghost_size) or an integer >= 1",
         )
         check(l2 >= 0, f"model.l2={l2!r} must be >= 0 (the masked L2 coefficient; paper: 1e-4)")
-        self.save_hyperparameters(ignore=["space"])
+        sampler = build_sampler(sampler)  # None: path dropout with its defaults
+        sampler.check_space(space)
+        self.save_hyperparameters(ignore=["space", "sampler"])
         self.hparams["space"] = space.spec()  # plain values: the checkpoint rebuilds the space
-        self.space = space
+        self.hparams["sampler"] = sampler.spec()
+        self.space, self.sampler = space, sampler
         self.supernet = space.build_supernet(
             filters=filters,
             cells=cells,
@@ -61,7 +66,6 @@ class OneShotModule(ClassifierModule):
             num_classes=num_classes,
             in_channels=in_channels,
         )
-        self.dropout = PathDropout(dropout_rate, dropout_schedule, keep_one_path)
         validate_optimizer(lr, momentum, lr_schedule, warmup_steps)
         self.mask_generator = torch.Generator().manual_seed(mask_seed)
         self._init_metrics(num_classes)
@@ -70,12 +74,12 @@ class OneShotModule(ClassifierModule):
     def eval_ghost_size(self) -> int:
         return self.hparams.eval_ghost_size or self.hparams.ghost_size
 
-    def forward(self, x: torch.Tensor, masks=None, ghost_size: int | None = None) -> torch.Tensor:
-        """Logits; all-on masks and the evaluation ghost size unless given (validation, test)."""
-        return self.supernet(x, masks, ghost_size or self.eval_ghost_size)
+    def forward(self, x: torch.Tensor, weights=None, ghost: int | None = None) -> torch.Tensor:
+        """Logits; all-on weights and the evaluation ghost size unless given (validation, test)."""
+        return self.supernet(x, weights, ghost or self.eval_ghost_size)
 
     def progress(self) -> float:
-        """Fraction of training done, for the dropout ramp (0 before the first step)."""
+        """Fraction of training done, for the sampler's schedule (0 before the first step)."""
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
         return self.global_step / total if total and total != float("inf") else 0.0
 
@@ -93,20 +97,25 @@ class OneShotModule(ClassifierModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        ghosts = num_ghosts(x.shape[0], self.hparams.ghost_size)
-        masks = self.dropout.sample(self.space, ghosts, self.progress(), self.mask_generator)
-        logits = self.supernet(x, masks, self.hparams.ghost_size)
-        ce = F.cross_entropy(logits, y)
-        l2 = (
-            self.supernet.l2_penalty(masks) if self.hparams.l2 else torch.zeros((), device=x.device)
+        ghost, progress = self.hparams.ghost_size, self.progress()
+        weights = self.sampler.sample(
+            self.space, num_ghosts(x.shape[0], ghost), progress, self.mask_generator
         )
-        loss = ce + 0.5 * self.hparams.l2 * l2
+        copies = self.sampler.copies(self.space)
+        if copies > 1:  # several models on the same batch: each copy a separate run of ghosts
+            x, y = x.repeat(copies, 1, 1, 1), y.repeat(copies)
+        logits = self.supernet(x, weights, ghost)
+        ce = F.cross_entropy(logits, y)
+        l2 = self.supernet.l2_penalty(weights) if self.hparams.l2 else torch.zeros((), device=x.device)
+        # summed over the models of the step: the update gets the sum of their gradients
+        loss = copies * (ce + 0.5 * self.hparams.l2 * l2)
         check_finite_loss(self, loss)
         self.train_acc(logits, y)
         self.log("train/loss", ce, prog_bar=True)
         self.log("train/l2", l2)
         self.log("train/acc", self.train_acc, prog_bar=True)
-        self.log("train/drop_prob_k7", self.dropout.drop_prob(7, self.progress()))
+        for name, value in self.sampler.metrics(progress).items():
+            self.log(name, value)
         return loss
 
     def configure_optimizers(self):

@@ -8,6 +8,7 @@ import torch
 
 from nas.checkpointing import read_checkpoint
 from nas.errors import check
+from nas.samplers.base import LEGACY_KEYS, sampler_spec
 
 
 def run_dir_of(ckpt: str) -> str:
@@ -33,7 +34,8 @@ def load_supernet_module(ckpt: str, device: torch.device):
         f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in its "
         "hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
     )
-    module = OneShotModule(**hparams)
+    hparams = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
+    module = OneShotModule(**{**hparams, "sampler": sampler_spec(raw["hyper_parameters"])})
     module.load_state_dict(raw["state_dict"])
     module.on_load_checkpoint(raw)
     return module.to(device).eval()

@@ -1,32 +1,36 @@
-"""Search spaces, by name. `build_space(spec)` rebuilds a space from the plain dict in a checkpoint."""
+"""Search spaces, by name: one package per space under `nas/spaces/<name>/`, found and registered here.
+
+Each package registers its space class and networks (`register_space`) when imported; importing this
+package imports them all, so `build_space(spec)` rebuilds any space from the plain dict in a checkpoint.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import pkgutil
 
-from nas.errors import check
-from nas.spaces.base import Architecture, Decision, Masks, SearchSpace
-from nas.spaces.oneshot_cell import OneShotCellSpace
+from nas.spaces.base import (
+    SPACES,
+    Architecture,
+    Decision,
+    Masks,
+    SearchSpace,
+    Weights,
+    build_space,
+    register_space,
+)
 
-SPACES: dict[str, type[SearchSpace]] = {OneShotCellSpace.name: OneShotCellSpace}
-
-
-def build_space(spec: SearchSpace | Mapping) -> SearchSpace:
-    """A space from a `SearchSpace.spec()` dict (or the space itself)."""
-    if isinstance(spec, SearchSpace):
-        return spec
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    check(name in SPACES, f"unknown search space {name!r}; known spaces: {sorted(SPACES)}")
-    return SPACES[name](**spec)
-
+for _package in pkgutil.iter_modules(__path__):
+    if _package.ispkg:
+        importlib.import_module(f"{__name__}.{_package.name}")
 
 __all__ = [
     "SPACES",
     "Architecture",
     "Decision",
     "Masks",
-    "OneShotCellSpace",
     "SearchSpace",
+    "Weights",
     "build_space",
+    "register_space",
 ]

@@ -1,8 +1,11 @@
-"""Generic search-space vocabulary: Decision, SearchSpace, Architecture and masks.
+"""Generic search-space vocabulary: Decision, SearchSpace, Architecture, path weights, the registry.
 
 A space is an ordered tuple of decisions. An architecture chooses, for every decision, a subset of its
-options. Masks (one 0/1 row per architecture or ghost batch, one column per option) are the only thing
-the network sees of an architecture.
+options. Path weights (one row per architecture or ghost batch, one column per option: 0/1 masks, or
+real values that carry gradients) are the only thing the network sees of an architecture.
+
+Each space package (`nas/spaces/<name>/`) calls `register_space` with its space class and the two
+networks built from it, so `build_space(spec)` and `space.build_supernet()` work by name.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +23,27 @@ import torch
 
 from nas.errors import NasError, check
 
-Masks = dict[str, torch.Tensor]  # decision name -> float tensor [rows, len(options)] of 0/1
+Weights = dict[str, torch.Tensor]  # decision name -> float tensor [rows, len(options)]
+Masks = Weights  # path weights that are all 0 or 1
+
+SPACES: dict[str, type[SearchSpace]] = {}  # name -> space class, filled by `register_space`
+_NETWORKS: dict[str, tuple[Callable, Callable]] = {}  # name -> (supernet class, child class)
+
+
+def register_space(space_class: type[SearchSpace], supernet: Callable, child: Callable) -> None:
+    """Make `space_class` buildable by name, with `supernet(space, **net)` and `child(arch, **net)`."""
+    SPACES[space_class.name] = space_class
+    _NETWORKS[space_class.name] = (supernet, child)
+
+
+def build_space(spec: SearchSpace | Mapping) -> SearchSpace:
+    """A space from a `SearchSpace.spec()` dict (or the space itself)."""
+    if isinstance(spec, SearchSpace):
+        return spec
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    check(name in SPACES, f"unknown search space {name!r}; known spaces: {sorted(SPACES)}")
+    return SPACES[name](**spec)
 
 
 @dataclass(frozen=True)
@@ -261,7 +284,23 @@ class SearchSpace:
     def architecture(self, choices: Mapping[str, Iterable[str]]) -> Architecture:
         return Architecture(self, {k: tuple(v) for k, v in choices.items()})
 
-    # -- masks ------------------------------------------------------------------------------
+    # -- networks (registered by the space's package) -------------------------------------------
+    def build_supernet(self, **network_kwargs):
+        """The over-parameterised network holding every path of this space."""
+        return self._networks()[0](self, **network_kwargs)
+
+    def build_child(self, arch: Architecture, **network_kwargs):
+        """A stand-alone network holding only the chosen paths of `arch`."""
+        return self._networks()[1](arch, **network_kwargs)
+
+    def _networks(self) -> tuple[Callable, Callable]:
+        check(
+            self.name in _NETWORKS,
+            f"space {self.name!r} has no registered networks; its package must call register_space",
+        )
+        return _NETWORKS[self.name]
+
+    # -- path weights -----------------------------------------------------------------------
     def encode(self, archs: Sequence[Architecture]) -> Masks:
         """Masks with one row per architecture: masks[name][i, j] = 1 iff arch i chose option j."""
         masks = {}
@@ -276,29 +315,28 @@ class SearchSpace:
         """All-ones masks (every path on) with `rows` rows."""
         return {d.name: torch.ones(rows, len(d.options)) for d in self.decisions}
 
-    def check_masks(self, masks: Mapping[str, torch.Tensor], rows: int | None = None) -> None:
-        """Raise a clear error unless `masks` has every decision with the right width (and rows)."""
+    def check_weights(self, weights: Mapping[str, torch.Tensor], rows: int | None = None) -> None:
+        """Raise a clear error unless `weights` has every decision with the right width (and rows)."""
         for d in self.decisions:
             check(
-                d.name in masks,
-                f"masks lack decision {d.name!r}; expected keys {[x.name for x in self.decisions]}",
+                d.name in weights,
+                f"path weights lack decision {d.name!r}; expected keys {[x.name for x in self.decisions]}",
             )
-            m = masks[d.name]
+            m = weights[d.name]
             check(
-                m.dim() == 2 and m.shape[1] == len(d.options),
-                f"mask {d.name!r} has shape {tuple(m.shape)}, expected [rows, {len(d.options)}]",
+                isinstance(m, torch.Tensor) and m.dim() == 2 and m.shape[1] == len(d.options),
+                f"path weights {d.name!r} have shape {tuple(getattr(m, 'shape', ()))}, "
+                f"expected [rows, {len(d.options)}]",
             )
             if rows is not None:
                 check(
                     m.shape[0] in (1, rows),
-                    f"mask {d.name!r} has {m.shape[0]} rows, expected 1 or {rows} (one per ghost batch)",
+                    f"path weights {d.name!r} have {m.shape[0]} rows, expected 1 or {rows} (one per ghost batch)",
                 )
 
 
 def _space_of(text: str, path: Path) -> SearchSpace:
     """The space an architecture file names in its `space_spec`."""
-    from nas.spaces import build_space  # the registry imports this module
-
     try:
         spec = json.loads(text).get("space_spec")
     except (json.JSONDecodeError, AttributeError):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nas.analysis import bucket_index, bucket_sample, plot_correlation, rank_correlations
 from nas.errors import check
+from nas.samplers.base import sampler_spec
 from nas.search.selection import write_selection
 from nas.studies.common import (
     arch_of,
@@ -54,8 +55,8 @@ def correlation_pick(
     picks_txt.write_text("".join(p.read_text() for p in lists))
     picks = {
         "store": str(Path(store).resolve()),
-        "dropout_rate": hparams.get("dropout_rate"),
-        "dropout_schedule": hparams.get("dropout_schedule"),
+        "dropout_rate": sampler_spec(hparams).get("rate") if hparams else None,
+        "dropout_schedule": sampler_spec(hparams).get("schedule") if hparams else None,
         "num_buckets": num_buckets,
         "per_bucket": per_bucket,
         "seed": seed,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nas.analysis import plot_dropout_panels, rank_correlations
 from nas.errors import check
+from nas.samplers.base import sampler_spec
 from nas.search.store import ResultsStore
 from nas.studies.common import checkpoint_hparams, read_json, write_json
 
@@ -36,17 +37,18 @@ def dropout_study(stores: list[str], correlation: str, out_dir: str) -> dict:
             f"results store {str(path)!r} has no score for architecture(s) {missing[:5]}; search "
             "every supernet with the same search.seed and search.num_archs as the picked store",
         )
+        dropout = sampler_spec(hparams) if hparams else {}
         check(
-            "dropout_rate" in hparams,
-            f"the checkpoint of {str(path)!r} is gone or records no dropout_rate; "
-            "keep the supernet checkpoints of the sweep",
+            "rate" in dropout,
+            f"the checkpoint of {str(path)!r} is gone or records no path-dropout rate; "
+            "keep the supernet checkpoints of the sweep (trained with sampler=path_dropout)",
         )
         oneshot = [rows[a["arch_id"]]["oneshot_acc"] for a in standalone]
         y = [a["standalone_mean"] for a in standalone]
         panels.append(
             {
-                "rate": float(hparams["dropout_rate"]),
-                "schedule": hparams.get("dropout_schedule"),
+                "rate": float(dropout["rate"]),
+                "schedule": dropout.get("schedule"),
                 "store": str(path.resolve()),
                 "oneshot": oneshot,
                 "standalone": y,

@@ -65,15 +65,3 @@ class OneShotCellSpace(SearchSpace):
             "min_ops": self.min_ops,
             "max_ops": self.max_ops,
         }
-
-    def build_supernet(self, **network_kwargs):
-        """The over-parameterised network of this space (see `nas.supernet.Supernet`)."""
-        from nas.supernet import Supernet
-
-        return Supernet(self, **network_kwargs)
-
-    def build_child(self, arch, **network_kwargs):
-        """A stand-alone network holding only the chosen inputs and ops of `arch`."""
-        from nas.child import ChildNet
-
-        return ChildNet(arch, **network_kwargs)

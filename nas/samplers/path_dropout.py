@@ -11,25 +11,39 @@ from __future__ import annotations
 import torch
 
 from nas.errors import check
+from nas.samplers.base import Sampler
 from nas.spaces.base import Masks, SearchSpace
 
 SCHEDULES = ("linear", "constant")
 
 
-class PathDropout:
+class PathDropout(Sampler):
     """Draws per-ghost-batch path masks for a space at a point `progress` in [0, 1] of training."""
+
+    name = "path_dropout"
 
     def __init__(self, rate: float = 0.1, schedule: str = "linear", keep_one: bool = False):
         check(
             isinstance(rate, int | float) and 0.0 < rate < 1.0,
             f"dropout rate r={rate!r} must lie strictly between 0 and 1 (the paper ends at r=0.1; "
-            f"it is the chance that all paths into a node drop); set model.dropout_rate",
+            f"it is the chance that all paths into a node drop); set sampler.rate",
         )
         check(
             schedule in SCHEDULES,
             f"dropout schedule {schedule!r} is unknown; choose one of {list(SCHEDULES)}",
         )
         self.rate, self.schedule, self.keep_one = float(rate), schedule, keep_one
+
+    def spec(self) -> dict:
+        return {
+            "name": self.name,
+            "rate": self.rate,
+            "schedule": self.schedule,
+            "keep_one": self.keep_one,
+        }
+
+    def metrics(self, progress: float) -> dict[str, float]:
+        return {"train/drop_prob_k7": self.drop_prob(7, progress)}
 
     def ramp(self, progress: float) -> float:
         """Schedule factor: linear from 0 at the start to 1 at the end, or 1 throughout."""

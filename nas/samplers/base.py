@@ -1,0 +1,74 @@
+"""What every fixed-distribution sampler is: the path weights of one training step, drawn afresh.
+
+A sampler draws, for a batch cut into `ghosts` ghost batches, one row of path weights per ghost batch
+and decision. A sampler that trains several models on the same batch in one step (FairNAS) returns
+`copies(space) * ghosts` rows: the training module repeats the batch that many times, each copy a
+separate run of ghost batches, and sums the copies' losses, so one optimizer update gets the sum of
+the models' gradients. Samplers keep no random state of their own: they draw from the generator they
+are given (the training module's, saved in its checkpoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from nas.errors import check
+from nas.spaces.base import SearchSpace, Weights
+
+SAMPLERS: dict[str, type[Sampler]] = {}  # name -> class, filled as sampler modules are imported
+
+
+class Sampler:
+    """Draws the path weights of one training step; subclasses set `name` and define `sample`."""
+
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            SAMPLERS[cls.name] = cls
+
+    def sample(
+        self, space: SearchSpace, ghosts: int, progress: float, generator: torch.Generator
+    ) -> Weights:
+        """Weights [copies(space) * ghosts, k] per decision, at `progress` in [0, 1] of training."""
+        raise NotImplementedError
+
+    def copies(self, space: SearchSpace) -> int:
+        """How many models one step trains on the same batch (1: one per ghost batch)."""
+        return 1
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Stop with a clear message if this sampler cannot work on `space`."""
+
+    def spec(self) -> dict:
+        """Plain-value settings (saved in checkpoints; `build_sampler(spec)` rebuilds the sampler)."""
+        return {"name": self.name}
+
+    def metrics(self, progress: float) -> dict[str, float]:
+        """Values worth logging at `progress` (e.g. the current drop probability)."""
+        return {}
+
+
+def build_sampler(spec: Sampler | Mapping | None) -> Sampler:
+    """A sampler from a `Sampler.spec()` dict (or the sampler itself); None: path dropout."""
+    if isinstance(spec, Sampler):
+        return spec
+    spec = dict(spec or {"name": "path_dropout"})
+    name = spec.pop("name", None)
+    check(name in SAMPLERS, f"unknown sampler {name!r}; known samplers: {sorted(SAMPLERS)}")
+    return SAMPLERS[name](**spec)
+
+
+LEGACY_KEYS = {"dropout_rate": "rate", "dropout_schedule": "schedule", "keep_one_path": "keep_one"}
+
+
+def sampler_spec(hparams: Mapping) -> dict:
+    """The sampler spec of a supernet checkpoint's hyperparameters, also of checkpoints written
+    before samplers were a group (their path-dropout settings were model keys)."""
+    if isinstance(hparams.get("sampler"), Mapping):
+        return dict(hparams["sampler"])
+    legacy = {new: hparams[old] for old, new in LEGACY_KEYS.items() if old in hparams}
+    return {"name": "path_dropout", **legacy}

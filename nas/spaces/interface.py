@@ -1,0 +1,141 @@
+"""The interface every space's supernet follows, and the base class that implements its shared part.
+
+A supernet holds every path of its space. It is called as `forward(x, weights, ghost)`: for every
+decision, `weights[decision]` is a float tensor [G, k] with one row per ghost batch (or one row for
+all). 0/1 rows are masks; real-valued rows are multiplied into the paths' outputs and carry gradients
+to whatever produced them. A path whose weight is exactly 0 in a ghost batch is not computed there
+(so that weight gets no gradient through it); the result equals the dense weighted sum.
+
+Every parameter belongs to exactly one *path* or to the always-on trunk (path key `()`), declared by
+the network while it is built (`declare_path`), never guessed from module names. Masked L2, parameter
+and MAC counts per path (`nas.search.complexity.SizeTable`) and, later, priors on switches use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from nas.errors import check
+from nas.routing import GhostLayout, PathWeights
+from nas.spaces.base import Architecture, SearchSpace
+
+PathKey = tuple  # (decision, option) for a decision's paths, other tuples for derived paths; () trunk
+TRUNK: PathKey = ()
+
+
+@runtime_checkable
+class Supernet(Protocol):
+    """What search, training modules and analyses may rely on, whatever the space."""
+
+    space: SearchSpace
+    config: dict  # network settings (filters, cells, ...): `space.build_child(arch, **config)`
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: Mapping[str, torch.Tensor] | None = None,
+        ghost=None,
+        dense: bool = False,
+    ) -> torch.Tensor:
+        """Logits [N, classes]; all-on weights when None; `ghost` examples per ghost batch."""
+
+    def extract(self, arch: Architecture, copy_weights: bool = False) -> nn.Module:
+        """The stand-alone network of `arch`; with `copy_weights` it computes the supernet's path."""
+
+    def parameter_paths(self) -> dict[str, PathKey]:
+        """The path of every parameter (by name); `()` for the always-on trunk."""
+
+    def path_usage(self, weights: Mapping[str, torch.Tensor]) -> dict[PathKey, torch.Tensor]:
+        """For every declared path, a float [rows] that is 1 where a ghost batch uses it, else 0."""
+
+    def paths_used(self, arch: Architecture) -> set[PathKey]:
+        """The paths (trunk included) present in the stand-alone network of `arch`."""
+
+
+class SupernetBase(nn.Module):
+    """The shared part of every supernet: declared paths, routing of path weights, masked L2, extract.
+
+    Subclasses build their modules, wrap each switchable one in `declare_path(key, module)`, and
+    define `forward`. Keys `(decision, option)` are used by a ghost batch where that option's weight
+    is non-zero; a subclass with derived paths (a path used only when another is) overrides
+    `path_usage` and `paths_used`.
+    """
+
+    def __init__(self, space: SearchSpace, config: Mapping):
+        super().__init__()
+        self.space, self.config = space, dict(config)
+        self._declared: list[tuple[PathKey, nn.Module]] = []
+        self._paths: dict[str, PathKey] | None = None
+        self._decayed: list[tuple[nn.Parameter, PathKey]] | None = None
+
+    # -- paths --------------------------------------------------------------------------------
+    def declare_path(self, key: PathKey, module: nn.Module) -> nn.Module:
+        """Record that the parameters of `module` belong to path `key`; returns `module`."""
+        check(key != TRUNK, "declare_path: the trunk () is implicit; declare switchable paths only")
+        self._declared.append((tuple(key), module))
+        self._paths = self._decayed = None
+        return module
+
+    def parameter_paths(self) -> dict[str, PathKey]:
+        if self._paths is None:
+            owner: dict[int, PathKey] = {}
+            for key, module in self._declared:
+                for p in module.parameters():
+                    check(
+                        owner.setdefault(id(p), key) == key,
+                        f"a parameter is declared on two paths, {owner[id(p)]} and {key}",
+                    )
+            self._paths = {n: owner.get(id(p), TRUNK) for n, p in self.named_parameters()}
+        return self._paths
+
+    def path_keys(self) -> list[PathKey]:
+        """Every declared path, in declaration order (no trunk)."""
+        return list(dict.fromkeys(key for key, _ in self._declared))
+
+    def path_usage(self, weights: Mapping[str, torch.Tensor]) -> dict[PathKey, torch.Tensor]:
+        used = {d.name: (weights[d.name].detach() != 0).float() for d in self.space.decisions}
+        index = {d.name: {o: j for j, o in enumerate(d.options)} for d in self.space.decisions}
+        return {key: used[key[0]][:, index[key[0]][key[1]]] for key in self.path_keys()}
+
+    def paths_used(self, arch: Architecture) -> set[PathKey]:
+        chosen = {(d.name, o) for d in self.space.decisions for o in arch[d.name]}
+        return {TRUNK} | (chosen & set(self.path_keys()))
+
+    def l2_penalty(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Σ_p u_p · ||w_p||² over conv/linear weights, u_p the fraction of ghost batches using p."""
+        if self._decayed is None:  # parameters keep their identity under .to(): build once
+            paths = self.parameter_paths()
+            self._decayed = [(p, paths[n]) for n, p in self.named_parameters() if p.dim() > 1]
+        usage = {k: u.mean() for k, u in self.path_usage(weights).items()}
+        one = torch.ones((), device=next(iter(weights.values())).device)
+        # the fractions are built where the weights live (the CPU for sampled masks): one copy
+        fractions = torch.stack([usage.get(key, one) for _, key in self._decayed]).float()
+        norms = torch.stack(torch._foreach_norm([p for p, _ in self._decayed])).float()
+        return (fractions.to(norms.device, non_blocking=True) * norms.square()).sum()
+
+    # -- forward plumbing ---------------------------------------------------------------------
+    def route(
+        self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None, ghost
+    ) -> tuple[GhostLayout, dict[str, PathWeights]]:
+        """The ghost layout of `x` and every decision's `PathWeights` (all-on when None)."""
+        layout = GhostLayout(x.shape[0], ghost, x.device)
+        if weights is None:
+            weights = self.space.full_masks(1)
+        self.space.check_weights(weights, layout.count)
+        routed = PathWeights.for_decisions(
+            {d.name: (d.options, weights[d.name]) for d in self.space.decisions}, layout
+        )
+        return layout, routed
+
+    # -- children -----------------------------------------------------------------------------
+    def extract(self, arch: Architecture, copy_weights: bool = False) -> nn.Module:
+        """A stand-alone child of `arch` (optionally carrying the shared weights over)."""
+        child = self.space.build_child(arch, **self.config)
+        if copy_weights:
+            own, wanted = self.state_dict(), child.state_dict()
+            child.load_state_dict({k: own.get(k, v) for k, v in wanted.items()})
+        return child
