@@ -7,26 +7,42 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nas.cli import device_of, run_cli, user_errors
+from nas.cli import run_cli, user_errors
+from nas.config import check_overrides_used, device_of
 from nas.search.checkpoint import load_supernet_module, run_dir_of
 from nas.search.run import search, write_outputs
 
 OmegaConf.register_new_resolver("run_dir_of", run_dir_of, replace=True)
 
+# search.yaml composes base.yaml for the experiments it shares with train.py, but the network, space
+# and sampler come from the checkpoint: setting these on the command line would change nothing.
+IGNORED = {
+    "model": "the network comes from the checkpoint",
+    "search_space": "the search space comes from the checkpoint",
+    "sampler": "the sampler only shapes training",
+    "callbacks": "a search trains nothing",
+}
+INSTEAD = {"model.eval_ghost_size": "search.eval_ghost_size"}
+
 
 def run(cfg: DictConfig) -> dict:
     """Score `search.num_archs` architectures into the run's results store, then rank and select."""
     with user_errors():
+        check_overrides_used("search.py", IGNORED, INSTEAD)
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
         module = load_supernet_module(cfg.ckpt, device)
         datamodule = hydra.utils.instantiate(cfg.dataset)
+        strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
+        name = strategy.pop("name")
         store = search(
             module,
             datamodule,
             cfg.out_dir,
             cfg.ckpt,
             device,
+            strategy=name,
+            strategy_kwargs=strategy,
             autocast_dtype=autocast,
             **OmegaConf.to_container(cfg.search, resolve=True),
         )
@@ -35,9 +51,9 @@ def run(cfg: DictConfig) -> dict:
             if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
                 from nas.studies.wandb_log import publish_search
 
-                name = f"search-{cfg.search.strategy}-seed{cfg.search.seed}"
+                run_name = f"search-{name}-seed{cfg.search.seed}"
                 publish_search(
-                    store, outputs, cfg.logger.project, name, cfg.out_dir, cfg.logger.mode
+                    store, outputs, cfg.logger.project, run_name, cfg.out_dir, cfg.logger.mode
                 )
             return outputs
 

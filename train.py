@@ -16,15 +16,9 @@ from nas.checkpointing import (
     resume_path,
     run_dir_for,
 )
-from nas.cli import (
-    build_callbacks,
-    build_module,
-    check_run_settings,
-    check_settings,
-    run_cli,
-    user_errors,
-    write_run_result,
-)
+from nas.cli import run_cli, user_errors
+from nas.collect import write_run_result
+from nas.config import build_callbacks, build_module, check_run_settings, check_settings
 from nas.loggers import finish_wandb
 
 OmegaConf.register_new_resolver("run_dir_for", run_dir_for, replace=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nas.samplers import PathDropout
-from nas.search.evaluator import OneShotEvaluator
+from nas.ghost_bn import EQUAL_SIZE_METHOD, EQUAL_SIZE_METHODS, ghost_normalize
+from nas.samplers import PathDropout, UniformSampler
+from nas.search.evaluator import OneShotEvaluator, default_batch_archs
 from nas.spaces.oneshot_cell import OneShotCellSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +111,73 @@ class _Dense(torch.nn.Module):
         return self.net(x, masks, ghost, dense=True)
 
 
+def _sgd_step(module, loss_fn, device, weight_decay: float = 0.0):
+    """A training step of `module` on the loss `loss_fn()`: forward, backward, Nesterov SGD."""
+    opt = torch.optim.SGD(
+        module.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=weight_decay
+    )
+
+    def step():
+        with _autocast(device):
+            loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def single_path_vs_child(space, filters, cells, batch, device, warmup, iters, size, archs=4):
+    """(supernet s/step, child s/step): SPOS steps (one architecture per batch, drawn by the uniform
+    sampler) against the stand-alone ChildNet of the same architecture with the same weights.
+
+    Both do forward, backward and an SGD step; the supernet adds its masked L2 and the child the
+    same L2 as weight decay. Averaged over `archs` architectures drawn by the sampler; the
+    supernet's time includes the sampler's draw of an architecture (timed on its own).
+    """
+    net = space.build_supernet(filters=filters, cells=cells).to(device).train()
+    sampler, gen = UniformSampler(), torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    supernet_s = child_s = 0.0
+    for _ in range(archs):
+        weights = sampler.sample(space, 1, 0.0, gen)
+        child = net.extract(space.decode(weights), copy_weights=True).train()
+        steps = (
+            _sgd_step(
+                net,
+                lambda w=weights: F.cross_entropy(net(x, w, batch), y) + 0.5e-4 * net.l2_penalty(w),
+                device,
+            ),
+            _sgd_step(child, lambda c=child: F.cross_entropy(c(x), y), device, 1e-4),
+        )
+        for _ in range(2):  # interleaved, so drifts in machine speed hit both alike
+            supernet_s += _timed(steps[0], warmup, iters, device)
+            child_s += _timed(steps[1], warmup, iters, device)
+    draw_s = _timed(lambda: sampler.sample(space, 1, 0.0, gen), 1, 100, device)
+    return supernet_s / (2 * archs) + draw_s, child_s / (2 * archs)
+
+
+def ghost_bn_methods(channels, size, batch, ghost, device, iters=50) -> dict[str, float]:
+    """Microseconds of ghost normalisation per equal-size method: forward + backward (training)
+    and forward alone (ranking)."""
+    x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+    sizes = [ghost] * (batch // ghost)
+    times = {}
+    for method in EQUAL_SIZE_METHODS:
+
+        def train(method=method):
+            ghost_normalize(x, sizes, 1e-5, method).square().sum().backward()
+
+        def rank(method=method):
+            with torch.no_grad():
+                ghost_normalize(x, sizes, 1e-5, method)
+
+        times[f"{method} train"] = 1e6 * _timed(train, 5, iters, device)
+        times[f"{method} rank"] = 1e6 * _timed(rank, 5, iters, device)
+    return times
+
+
 def standalone_training(space, filters, cells, batch, device, warmup, iters, size):
     """Images per second of stand-alone training of a typical architecture (2 ops per block)."""
     rng = random.Random(1)
@@ -160,10 +228,10 @@ def main(argv=None) -> dict:
             ghost=8,
             val=64,
             eval_batch=64,
-            pack=4,
-            warmup=1,
-            iters=2,
-            passes=1,
+            pack=default_batch_archs(device),
+            warmup=2,
+            iters=10,
+            passes=3,
         )
     else:
         cfg = dict(
@@ -174,7 +242,7 @@ def main(argv=None) -> dict:
             ghost=32,
             val=5000,
             eval_batch=1000,
-            pack=8,
+            pack=default_batch_archs(device),
             warmup=3,
             iters=10,
             passes=3,
@@ -182,6 +250,11 @@ def main(argv=None) -> dict:
     rows = []
     for f in cfg["filters"]:
         row = {"filters": f}
+        if cfg["pack"] > 1:  # packing is the default here: show that it beats one per pass
+            row["rank_arch_min_one_per_pass"] = ranking(
+                space, f, cfg["cells"], cfg["val"], cfg["eval_batch"], cfg["ghost"], 1, device,
+                False, cfg["passes"], cfg["size"],
+            )  # fmt: skip
         for label, dense in (("fast", False), ("plain", True)):
             row[f"train_img_s_{label}"] = supernet_training(
                 space,
@@ -219,6 +292,21 @@ def main(argv=None) -> dict:
             cfg["iters"],
             cfg["size"],
         )
+        supernet_s, child_s = single_path_vs_child(
+            space,
+            f,
+            cfg["cells"],
+            cfg["batch"],
+            device,
+            cfg["warmup"],
+            cfg["iters"],
+            cfg["size"],
+        )
+        row["single_path_ms"], row["child_ms"] = 1e3 * supernet_s, 1e3 * child_s
+        row["single_path_ratio"] = supernet_s / child_s
+        bn = ghost_bn_methods(f, cfg["size"], cfg["batch"], cfg["ghost"], device)
+        row["ghost_bn_us"] = bn
+        row["ghost_bn_choice"] = EQUAL_SIZE_METHOD.get(device.type, "var_mean")
         row["train_speedup"] = row["train_img_s_fast"] / row["train_img_s_plain"]
         row["rank_speedup"] = row["rank_arch_min_fast"] / row["rank_arch_min_plain"]
         row["minutes_for_20000"] = 20000 / row["rank_arch_min_fast"]
@@ -279,6 +367,33 @@ def _update_docs(result: dict) -> None:
             f"{r['train_speedup']:.2f}x | {r['rank_arch_min_fast']:,.0f} | {r['rank_arch_min_plain']:,.0f} | "
             f"{r['rank_speedup']:.2f}x | {r['minutes_for_20000']:,.1f} | {r['standalone_img_s']:,.0f} |"
         )
+    lines += [
+        "",
+        "Machinery cost: a single-path step (one architecture per batch, the uniform sampler's draw "
+        "included) against the stand-alone ChildNet step of the same architecture and weights.",
+        "",
+        "| F | single-path step (ms) | ChildNet step (ms) | ratio | rank archs/min, 1 per pass |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        one = r.get("rank_arch_min_one_per_pass", r["rank_arch_min_fast"])
+        lines.append(
+            f"| {r['filters']} | {r['single_path_ms']:.1f} | {r['child_ms']:.1f} | "
+            f"{r['single_path_ratio']:.2f}x | {one:,.0f} |"
+        )
+    methods = list(EQUAL_SIZE_METHODS)
+    lines += [
+        "",
+        "Ghost batch norm of equal ghost batches (training shapes, µs): forward + backward / forward "
+        "alone, per exact method; `chosen` is this device's default (`nas/ghost_bn.py`).",
+        "",
+        "| F | " + " | ".join(methods) + " | chosen |",
+        "|---:|" + "---:|" * len(methods) + "---|",
+    ]
+    for r in result["rows"]:
+        t = r["ghost_bn_us"]
+        cells = [f"{t[m + ' train']:,.0f} / {t[m + ' rank']:,.0f}" for m in methods]
+        lines.append(f"| {r['filters']} | " + " | ".join(cells) + f" | {r['ghost_bn_choice']} |")
     section = "\n".join(lines) + "\n"
     if title in text:
         start = text.index(title)

@@ -109,14 +109,15 @@ class PathWeights:
         self.column = {o: j for j, o in enumerate(options)}
         on = host != 0
         self.scaled = values.requires_grad or not bool(((host == 0) | (host == 1)).all())
+        columns = on.t().tolist()  # one host read, then plain Python: G and k are small
         if on.shape[0] == 1:
-            on = on.expand(layout.count, -1)
+            columns = [col * layout.count for col in columns]
         self.rows = {}
-        for j, option in enumerate(options):
-            used = tuple(torch.nonzero(on[:, j]).flatten().tolist())
+        for option, col in zip(options, columns, strict=True):
+            used = tuple(i for i, v in enumerate(col) if v)
             if used:
                 self.rows[option] = used
-        self.any = tuple(torch.nonzero(on.any(1)).flatten().tolist())  # ghost batches with any path
+        self.any = tuple(sorted({i for r in self.rows.values() for i in r}))  # any path on
         self._per_example: torch.Tensor | None = None
 
     @staticmethod

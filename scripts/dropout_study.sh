@@ -13,8 +13,8 @@ PICK_FROM=${PICK_FROM:-100}
 QUIET="trainer.enable_progress_bar=false"
 
 echo "== Fig. 4: supernets with constant dropout r in {$RATES}"
-$PY train.py -m experiment=quickstart callbacks=default model.dropout_schedule=constant \
-  model.dropout_rate="$RATES" trainer.max_epochs="$SUPERNET_EPOCHS" test_after_fit=false \
+$PY train.py -m experiment=quickstart callbacks=default sampler.schedule=constant \
+  sampler.rate="$RATES" trainer.max_epochs="$SUPERNET_EPOCHS" test_after_fit=false \
   hydra.sweep.dir="$OUT/supernets" $QUIET
 STORES=()
 for run in "$OUT"/supernets/*/; do

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -42,3 +43,26 @@ def compose_config(name: str, overrides: list[str], run_dir: Path):
 def compose_train(tmp_path):
     """compose_train(*overrides) -> the train config of a run in a fresh directory."""
     return lambda *overrides: compose_config("train", list(overrides), tmp_path)
+
+
+@pytest.fixture(scope="session")
+def arch_file(tmp_path_factory) -> Path:
+    """An architecture JSON of the smoke experiments' space (two choice blocks)."""
+    from nas.spaces.oneshot_cell import OneShotCellSpace
+
+    path = tmp_path_factory.mktemp("arch") / "arch.json"
+    OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_supernet(tmp_path_factory) -> Path:
+    """The run directory of one `experiment=smoke` supernet, trained once for the whole session.
+
+    Shared: tests must not write into it (copy it first, or pass search.py an out_dir elsewhere).
+    """
+    import train
+
+    run = tmp_path_factory.mktemp("smoke_supernet")
+    train.train(compose_config("train", ["experiment=smoke"], run))
+    return run

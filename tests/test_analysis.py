@@ -28,6 +28,7 @@ from nas.analysis import (
     write_report,
 )
 from nas.analysis.figures import _legend_order
+from nas.analysis.report import mean_std
 from nas.errors import NasError
 
 # ---------------------------------------------------------------- symmetric KL
@@ -334,6 +335,13 @@ def test_table1_rows_values():
     no_filters = table1_rows([dict(group="Custom", params=2e6, test_acc=0.9)])
     assert no_filters[0]["filters"] is None
     assert "| Custom | —       |" in table1([dict(group="Custom", params=2e6, test_acc=0.9)])
+
+
+def test_mean_std_of_a_single_value_has_no_std_and_shows_as_n_a():
+    assert mean_std([0.5]) == (0.5, None)
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)))
+    table = markdown_table([{"arch": "a", "std": 0.25}, {"arch": "b", "std": None}])
+    assert table.splitlines()[1:] == ["| ---- | ---: |", "| a    | 0.25 |", "| b    |  n/a |"]
 
 
 def test_table1_and_markdown_table_bad_input():

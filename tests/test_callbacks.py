@@ -38,6 +38,7 @@ def trained(tmp_path_factory):
     return run, cfg
 
 
+@pytest.mark.slow
 def test_curves_match_recomputation_and_logs(trained):
     from nas.search.checkpoint import load_supernet_module
 

@@ -336,6 +336,7 @@ def test_digits_offline(size):
     assert int(dm.train_split.images.max()) == 255
 
 
+@pytest.mark.slow
 def test_synthetic_is_learnable_with_lightning(monkeypatch):
     calls = []
 

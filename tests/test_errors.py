@@ -5,7 +5,6 @@ Every case here is a row of docs/errors.md.
 
 from __future__ import annotations
 
-import random
 import shutil
 import subprocess
 import sys
@@ -37,21 +36,11 @@ def _train(run: Path, *overrides: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def arch_file(tmp_path_factory) -> Path:
-    from nas.spaces.oneshot_cell import OneShotCellSpace
-
-    path = tmp_path_factory.mktemp("arch") / "arch.json"
-    OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, arch_file) -> dict[str, Path]:
-    """A finished smoke supernet run and a finished stand-alone run (one epoch each)."""
-    supernet, standalone = tmp_path_factory.mktemp("supernet"), tmp_path_factory.mktemp("child")
-    _train(supernet, "experiment=smoke")
+def runs(tmp_path_factory, arch_file, smoke_supernet) -> dict[str, Path]:
+    """A finished smoke supernet run and a finished stand-alone run (one epoch each); copy to use."""
+    standalone = tmp_path_factory.mktemp("child")
     _train(standalone, "experiment=smoke_standalone", f"arch={arch_file}")
-    return {"supernet": supernet, "standalone": standalone}
+    return {"supernet": smoke_supernet, "standalone": standalone}
 
 
 # --- configuration values ------------------------------------------------------------------------
@@ -143,6 +132,81 @@ def test_search_without_ckpt(tmp_path, capsys):
     cfg = compose_config("search", ["experiment=smoke", f"out_dir={tmp_path}"], tmp_path)
     message = _one_line_error(capsys, lambda: search.run(cfg))
     assert message.startswith("ckpt has no value (??? in the config); pass a supernet checkpoint")
+
+
+def _search(tmp_path: Path, *overrides: str, ckpt: Path | None = None):
+    import search
+
+    base = [
+        "experiment=smoke",
+        f"ckpt={ckpt or tmp_path / 'none.ckpt'}",
+        f"out_dir={tmp_path / 'out'}",
+    ]
+    return search.run(compose_config("search", [*base, *overrides], tmp_path))
+
+
+IGNORED_BY_SEARCH = [
+    (
+        "model.eval_ghost_size=16",
+        "model.eval_ghost_size=16: search.py does not read model.* (the network comes from the "
+        "checkpoint); pass search.eval_ghost_size=16 instead",
+    ),
+    ("model=standalone", "model=standalone: search.py does not read the model group"),
+    ("+model.widths=3", "+model.widths=3: search.py does not read model.*"),
+    ("search_space.num_blocks=3", "search_space.num_blocks=3: search.py does not read"),
+    ("sampler.rate=0.3", "sampler.rate=0.3: search.py does not read sampler.* (the sampler"),
+    ("callbacks=analysis", "callbacks=analysis: search.py does not read the callbacks group"),
+]
+
+
+@pytest.mark.parametrize(
+    "override, fragment", IGNORED_BY_SEARCH, ids=[o for o, _ in IGNORED_BY_SEARCH]
+)
+def test_search_refuses_settings_it_would_ignore(tmp_path, capsys, override, fragment):
+    message = _one_line_error(capsys, lambda: _search(tmp_path, override))
+    assert message.startswith(fragment) and message.endswith(("instead", "drop it"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_study_refuses_settings_it_would_ignore(tmp_path, capsys):
+    import study
+
+    overrides = ["study=kl_curves", f"study.run={tmp_path}", "model.lr=0.2"]
+    message = _one_line_error(
+        capsys, lambda: study.run(compose_config("study", overrides, tmp_path))
+    )
+    assert message.startswith("model.lr=0.2: study.py does not read model.* (the studies read")
+
+
+SEARCH_STRATEGY_VALUES = [
+    (
+        ["strategy=evolution", "strategy.population_size=0"],
+        "strategy.population_size=0 must be an integer >= 1",
+    ),
+    (
+        ["strategy=evolution", "+strategy.tournament=3"],
+        "strategy.tournament: not a setting of RegularizedEvolution; its settings are "
+        "population_size, sample_size",
+    ),
+    (
+        ["+strategy.population_size=3"],
+        "strategy.population_size: not a setting of RandomSearch; its settings are none",
+    ),
+    (["strategy.population_size=3"], "strategy.population_size is not a setting of this config"),
+    (["strategy=annealing"], "Could not find 'strategy/annealing'; Available options in"),
+]
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    SEARCH_STRATEGY_VALUES,
+    ids=[" ".join(o) for o, _ in SEARCH_STRATEGY_VALUES],
+)
+def test_bad_search_strategy_setting(tmp_path, capsys, runs, overrides, fragment):
+    ckpt = runs["supernet"] / "checkpoints" / "last.ckpt"
+    message = _one_line_error(capsys, lambda: _search(tmp_path, *overrides, ckpt=ckpt))
+    assert fragment in message
+    assert not (tmp_path / "out" / "results.sqlite").exists()
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -277,7 +341,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
         ("the training loss is nan at step", "the weights are not finite after step")
     )
     failed_at = int(message.split(" step ")[1].split()[0])
-    assert failed_at > last["global_step"] >= 1
+    # step N is the one that starts from N finished updates: the kept checkpoint may hold exactly
+    # the weights it started from (N), never weights it produced
+    assert failed_at >= last["global_step"] >= 1
     assert (
         f"the last checkpoint, {tmp_path / 'checkpoints' / 'last.ckpt'}, is kept as it" in message
     )
@@ -295,17 +361,23 @@ def test_nan_loss_before_any_checkpoint(tmp_path, capsys):
 # --- through the command line (errors Hydra meets before our code runs) ---------------------------
 
 
-@pytest.mark.parametrize("script", ["train", "search"])
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train", "search", "study"])
 def test_cli_errors_before_the_run_starts_are_one_line(tmp_path, script):
     (tmp_path / "file.txt").write_text("")
     args = {
         "train": ["train.py", "experiment=smoke", f"hydra.run.dir={tmp_path / 'file.txt' / 'run'}"],
         "search": ["search.py", "experiment=smoke"],  # no ckpt=
+        "study": ["study.py", "study=correlation"],  # no study.picks=
     }[script]
     proc = subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    expected = {"train": "Not a directory", "search": "ckpt has no value"}[script]
+    expected = {
+        "train": "Not a directory",
+        "search": "ckpt has no value",
+        "study": "study.picks has no value (??? in the config); pass study.picks=<value>",
+    }[script]
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert expected in proc.stderr

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from nas.ghost_bn import GhostBatchNorm, ghost_sizes, per_example
+from nas.ghost_bn import METHODS, GhostBatchNorm, ghost_normalize, ghost_sizes, per_example
 
 
 def _reference(x, weight, bias, eps):
@@ -29,6 +29,18 @@ def test_each_ghost_batch_is_normalised_alone(batch, ghost, training):
     y = bn(x, ghost)
     expected = torch.cat([_reference(c, bn.weight, bn.bias, bn.eps) for c in x.split(ghost)])
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sizes", [[12], [4, 4, 4], [4, 4, 2], [3, 5]])
+def test_every_statistics_method_normalises_each_ghost_batch_alone(method, sizes):
+    """The device's choice among the methods changes nothing but speed (where a method applies)."""
+    if (method == "native" and len(sizes) > 1) or (method == "var_mean" and len(set(sizes)) > 1):
+        method = None  # not applicable: the function falls back to a valid method
+    x = torch.randn(sum(sizes), 3, 4, 4, dtype=torch.float64) * 2 + 1
+    ones, zeros = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    expected = torch.cat([_reference(c, ones, zeros, 1e-5) for c in x.split(sizes)])
+    torch.testing.assert_close(ghost_normalize(x, sizes, 1e-5, method), expected)
 
 
 def test_no_ghost_size_is_plain_batchnorm_with_running_stats():

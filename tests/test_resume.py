@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -76,15 +75,6 @@ def _assert_same_end(reference: Path, resumed: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def arch_file(tmp_path_factory) -> Path:
-    from nas.spaces.oneshot_cell import OneShotCellSpace
-
-    path = tmp_path_factory.mktemp("arch") / "arch.json"
-    OneShotCellSpace(num_blocks=2).sample(random.Random(0)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def experiments(arch_file) -> dict[str, list[str]]:
     return {
         "supernet": ["experiment=smoke", *COMMON],
@@ -104,6 +94,7 @@ def references(tmp_path_factory, experiments) -> dict[str, Path]:
 
 # Step 7: killed mid-epoch, a step after the checkpoint of step 6 (the resumed run redoes step 7 from
 # the middle of epoch 1). Step 9: the last checkpoint is the one written at the end of epoch 1.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, kill_step, saved_step",
     [("supernet", 7, 6), ("supernet", 9, 8), ("standalone", 7, 6)],
@@ -120,6 +111,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(
     _assert_same_end(references[name], run)
 
 
+@pytest.mark.slow
 def test_resume_through_the_cli_continues_the_run_in_place(tmp_path):
     run = tmp_path / "run"
     overrides = ["experiment=smoke", "trainer.max_epochs=2"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,25 @@ import pytest
 from nas.spaces import Architecture
 from tests.conftest import ROOT, compose_config
 
+# search.py, made to SIGKILL itself right after its N-th result is committed (N: first argument).
+KILLED_SEARCH = """
+import os, runpy, signal, sys
+from nas.search.store import ResultsStore
+after, add = int(sys.argv.pop(1)), ResultsStore.add
+def add_then_die(self, result):
+    stored = add(self, result)
+    if self.count() >= after:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return stored
+ResultsStore.add = add_then_die
+sys.argv[0] = "search.py"
+runpy.run_path("search.py", run_name="__main__")
+"""
 
-@pytest.fixture(scope="module")
-def supernet_ckpt(tmp_path_factory) -> Path:
-    import train
 
-    run = tmp_path_factory.mktemp("supernet")
-    train.train(compose_config("train", ["experiment=smoke"], run))
-    return run / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def supernet_ckpt(smoke_supernet) -> Path:
+    return smoke_supernet / "checkpoints" / "last.ckpt"
 
 
 def _search(ckpt, out_dir, *overrides):
@@ -42,6 +51,7 @@ def _rows(out_dir) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.mark.slow
 def test_search_scores_ranks_selects_and_resumes(supernet_ckpt, tmp_path):
     out = tmp_path / "search"
     paths = _search(supernet_ckpt, out, "search.num_archs=24", "selection.k=3")
@@ -62,33 +72,40 @@ def test_search_scores_ranks_selects_and_resumes(supernet_ckpt, tmp_path):
     assert _rows(out)[:24] == rows and len(_rows(out)) == 30
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_rerun_equals_uninterrupted(supernet_ckpt, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _search(supernet_ckpt, reference, "search.num_archs=40")
-    cmd = [
-        sys.executable,
-        "search.py",
-        "experiment=smoke",
-        f"ckpt={supernet_ckpt}",
-        "search.num_archs=40",
-        f"out_dir={killed}",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (killed / "results.sqlite").exists() and len(_rows(killed)) >= 8:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = len(_rows(killed))
-    assert 8 <= partial < 40, partial
-    _search(supernet_ckpt, killed, "search.num_archs=40")
+    _search(supernet_ckpt, reference, "search.num_archs=24")
+    overrides = ["experiment=smoke", f"ckpt={supernet_ckpt}", "search.num_archs=24"]
+    cmd = [sys.executable, "-c", KILLED_SEARCH, "9", *overrides, f"out_dir={killed}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert _rows(killed) == _rows(reference)[:9]  # killed with 9 of 24 results stored
+    _search(supernet_ckpt, killed, "search.num_archs=24")
     assert _rows(killed) == _rows(reference)
 
 
+@pytest.mark.slow
+def test_evolution_settings_come_from_the_strategy_group(supernet_ckpt, tmp_path):
+    from nas.search.store import ResultsStore
+
+    out = tmp_path / "evolution"
+    given = ["strategy=evolution", "strategy.population_size=4", "search.num_archs=8"]
+    honoured = ["search.eval_ghost_size=4", "dataset.eval_batch_size=16"]
+    _search(supernet_ckpt, out, *given, *honoured, "selection.k=2")
+    with ResultsStore(out / "results.sqlite") as store:
+        settings = store.get_meta("settings")
+        assert settings["strategy"] == "evolution"
+        assert settings["strategy_kwargs"] == {"population_size": 4, "sample_size": 10}
+        assert (settings["eval_ghost_size"], settings["eval_batch_size"]) == (4, 16)
+        # a store that recorded only the settings given then (defaults left out) continues
+        store.set_meta("settings", {**settings, "strategy_kwargs": {"population_size": 4}})
+        rows = _rows(out)
+    _search(supernet_ckpt, out, *given, *honoured, "selection.k=2")
+    assert _rows(out) == rows
+
+
+@pytest.mark.slow
 def test_retrain_selection_standalone_and_collect_table(supernet_ckpt, tmp_path, capsys):
     import train
     from nas import collect
@@ -131,6 +148,7 @@ def test_search_bad_inputs_are_clear(supernet_ckpt, tmp_path, capsys):
     assert str(store) in capsys.readouterr().err and store.read_bytes() == b"garbage" * 100
 
 
+@pytest.mark.slow
 def test_search_with_wandb_logger_writes_an_offline_run(supernet_ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "search"

@@ -56,6 +56,7 @@ def test_unknown_dataset_lists_the_known_ones(compose_train):
     assert "cifar10" in str(err.value.options)
 
 
+@pytest.mark.slow
 def test_cli_prints_error_without_traceback(tmp_path):
     proc = subprocess.run(
         [
@@ -76,7 +77,7 @@ def test_cli_prints_error_without_traceback(tmp_path):
 
 def test_panel_settings_without_the_panel_callback_are_skipped(compose_train, tmp_path):
     """quickstart tunes the analysis panel; callbacks=default turns it off without an error."""
-    from nas.cli import build_callbacks
+    from nas.config import build_callbacks
 
     cfg = compose_train("experiment=quickstart", "callbacks=default")
     assert "oneshot_panel" in cfg.callbacks and "_target_" not in cfg.callbacks.oneshot_panel

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nas.analysis.correlation import rank_correlations
+from nas.atomic import atomic_path
 from nas.errors import check
 
 DPI = 100
@@ -52,9 +53,10 @@ def _save(fig: Figure, path: str | Path) -> Path:
         out.suffix.lower() == ".png",
         f"figure path must end in .png, got {str(out)!r}; these figures are written as PNG",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
     # No bbox_inches="tight": it would change the pixel size away from the documented one.
-    fig.savefig(out, dpi=DPI, format="png")
+    # Drawn to a temporary file, then renamed: a failure keeps the previous figure whole.
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
     fig.clear()  # drop the artists now rather than at garbage collection
     return out
 

@@ -14,6 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nas.atomic import write_text
 from nas.errors import check
 
 # The paper's row order; any other group follows in order of first appearance.
@@ -21,7 +22,9 @@ PAPER_GROUPS = ("One-Shot Top", "One-Shot Small", "All On", "Random")
 
 
 def format_number(value: object) -> str:
-    """Integers in full, other reals to 4 significant digits, anything else via `str`."""
+    """Integers in full, other reals to 4 significant digits, None as n/a, anything else via `str`."""
+    if value is None:  # a value that does not exist, e.g. the spread of a single run
+        return "n/a"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return str(value)
     if isinstance(value, numbers.Integral):
@@ -36,13 +39,14 @@ def _is_numeric(value: object) -> bool:
 def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
     """A Markdown table of `rows` (columns in order of first appearance), padded to align columns.
 
-    Columns whose values are all numbers are right-aligned; missing cells are left empty.
+    Columns whose values are all numbers (None shows as n/a) are right-aligned; missing cells are
+    left empty.
     """
     check(len(rows) >= 1, "markdown_table needs at least one row, got none")
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    numeric = {c: all(_is_numeric(r[c]) for r in rows if c in r) for c in columns}
+    numeric = {c: all(_is_numeric(r[c]) for r in rows if r.get(c) is not None) for c in columns}
     # A literal "|" would end the cell early; Markdown's escape keeps it as text.
     cells = [[format_number(r.get(c, "")).replace("|", r"\|") for c in columns] for r in rows]
     header = [str(c).replace("|", r"\|") for c in columns]
@@ -96,13 +100,10 @@ def write_report(path: str | Path, title: str, sections: Sequence[Mapping[str, o
         if section.get("numbers"):
             numbers_ = section["numbers"]
             parts += [f"- **{k}**: {format_number(v)}" for k, v in numbers_.items()] + [""]
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts).rstrip() + "\n", encoding="utf-8")
-    return out
+    return write_text(path, "\n".join(parts).rstrip() + "\n")
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample std (None for a single value, where the sample std is undefined)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
@@ -145,8 +146,8 @@ def table1_rows(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]
     out = []
     for key in sorted(cells, key=order):
         runs = cells[key]
-        p_mean, p_std = _mean_std([p / 1e6 for p, _ in runs])
-        a_mean, a_std = _mean_std([100.0 * a for _, a in runs])
+        p_mean, p_std = mean_std([p / 1e6 for p, _ in runs])
+        a_mean, a_std = mean_std([100.0 * a for _, a in runs])
         out.append(
             dict(
                 group=key[0],

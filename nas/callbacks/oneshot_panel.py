@@ -11,12 +11,12 @@ the tiny quickstart run. Sub-architectures skip their unused paths, so this is a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from nas.atomic import write_text
 from nas.callbacks.panel import (
     draw_panel,
     first_val_examples,
@@ -138,13 +138,11 @@ class OneShotPanel(L.Callback):
 
     def _write(self, trainer) -> None:
         out = Path(self.out_dir or Path(trainer.default_root_dir) / "analysis")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "panel.json").write_text(
-            json.dumps({a.id: a.to_dict() for a in self.panel}, indent=1) + "\n"
+        # Written whole, then renamed: a study reading them never sees a half-written file.
+        write_text(
+            out / "panel.json", json.dumps({a.id: a.to_dict() for a in self.panel}, indent=1) + "\n"
         )
-        tmp = out / "kl_curves.json.tmp"  # written whole, then renamed: never a half-written file
-        tmp.write_text(json.dumps(self.curves, indent=1) + "\n")
-        os.replace(tmp, out / "kl_curves.json")
+        write_text(out / "kl_curves.json", json.dumps(self.curves, indent=1) + "\n")
 
     # -- checkpointing: a resumed run continues its curves --------------------------------------
     def state_dict(self) -> dict:

@@ -15,15 +15,19 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
-    def _eval_step(self, batch, metric, prefix: str):
+    def eval_logits(self, x, batch_idx: int):
+        """Logits of a validation or test batch."""
+        return self(x)
+
+    def _eval_step(self, batch, batch_idx: int, metric, prefix: str):
         x, y = batch
-        logits = self(x)
+        logits = self.eval_logits(x, batch_idx)
         metric(logits, y)
         self.log(f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val")
         self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_acc, "val")
+        self._eval_step(batch, batch_idx, self.val_acc, "val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_acc, "test")
+        self._eval_step(batch, batch_idx, self.test_acc, "test")

@@ -21,7 +21,8 @@ from nas.spaces import SearchSpace, build_space
 
 
 class OneShotModule(ClassifierModule):
-    """Cross-entropy + masked L2 on the supernet; validation and test use the all-on weights."""
+    """Cross-entropy + masked L2 on the supernet; validation and test use the all-on weights (or,
+    for single-path samplers, fixed random architectures: see `Sampler.eval_weights`)."""
 
     def __init__(
         self,
@@ -78,6 +79,12 @@ class OneShotModule(ClassifierModule):
         """Logits; all-on weights and the evaluation ghost size unless given (validation, test)."""
         return self.supernet(x, weights, ghost or self.eval_ghost_size)
 
+    def eval_logits(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """All-on weights, or the sampler's fixed validation architectures (single-path samplers)."""
+        ghost = self.eval_ghost_size
+        weights = self.sampler.eval_weights(self.space, num_ghosts(x.shape[0], ghost), batch_idx)
+        return self(x, weights, ghost)
+
     def progress(self) -> float:
         """Fraction of training done, for the sampler's schedule (0 before the first step)."""
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
@@ -95,9 +102,13 @@ class OneShotModule(ClassifierModule):
         if self.global_rank:
             self.mask_generator.manual_seed(self.hparams.mask_seed + 1000003 * self.global_rank)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        ghost, progress = self.hparams.ghost_size, self.progress()
+    def sampled_loss(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> dict:
+        """Loss of one step on (x, y) with freshly sampled path weights, summed over the step's models.
+
+        Returns {"loss", "ce" (mean per model), "l2", "logits", "targets"} (logits and targets of
+        every model, the batch repeated once per model).
+        """
+        ghost = self.hparams.ghost_size
         weights = self.sampler.sample(
             self.space, num_ghosts(x.shape[0], ghost), progress, self.mask_generator
         )
@@ -106,17 +117,26 @@ class OneShotModule(ClassifierModule):
             x, y = x.repeat(copies, 1, 1, 1), y.repeat(copies)
         logits = self.supernet(x, weights, ghost)
         ce = F.cross_entropy(logits, y)
-        l2 = self.supernet.l2_penalty(weights) if self.hparams.l2 else torch.zeros((), device=x.device)
+        l2 = (
+            self.supernet.l2_penalty(weights)
+            if self.hparams.l2
+            else torch.zeros((), device=x.device)
+        )
         # summed over the models of the step: the update gets the sum of their gradients
         loss = copies * (ce + 0.5 * self.hparams.l2 * l2)
-        check_finite_loss(self, loss)
-        self.train_acc(logits, y)
-        self.log("train/loss", ce, prog_bar=True)
-        self.log("train/l2", l2)
+        return {"loss": loss, "ce": ce, "l2": l2, "logits": logits, "targets": y}
+
+    def training_step(self, batch, batch_idx):
+        progress = self.progress()
+        out = self.sampled_loss(*batch, progress)
+        check_finite_loss(self, out["loss"])
+        self.train_acc(out["logits"], out["targets"])
+        self.log("train/loss", out["ce"], prog_bar=True)
+        self.log("train/l2", out["l2"])
         self.log("train/acc", self.train_acc, prog_bar=True)
         for name, value in self.sampler.metrics(progress).items():
             self.log(name, value)
-        return loss
+        return out["loss"]
 
     def configure_optimizers(self):
         # weight decay is the masked L2 term of the loss, so the optimizer's own decay stays 0

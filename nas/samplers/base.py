@@ -10,6 +10,7 @@ are given (the training module's, saved in its checkpoints).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 
 import torch
@@ -47,9 +48,23 @@ class Sampler:
         """Plain-value settings (saved in checkpoints; `build_sampler(spec)` rebuilds the sampler)."""
         return {"name": self.name}
 
+    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights | None:
+        """Path weights for validation/test batch `batch_idx`; None: all-on (every path)."""
+        return None
+
     def metrics(self, progress: float) -> dict[str, float]:
         """Values worth logging at `progress` (e.g. the current drop probability)."""
         return {}
+
+
+def fixed_architectures(space: SearchSpace, ghosts: int, seed: int) -> Weights:
+    """One architecture per ghost batch from `space.sample`, the same for the same seed.
+
+    Single-path samplers validate on these: their all-on network is never trained, so its accuracy
+    says nothing; the mean accuracy of fixed random architectures tracks the supernet's quality.
+    """
+    rng = random.Random(seed)
+    return space.encode([space.sample(rng) for _ in range(ghosts)])
 
 
 def build_sampler(spec: Sampler | Mapping | None) -> Sampler:

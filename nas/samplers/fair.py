@@ -16,7 +16,7 @@ import math
 import torch
 
 from nas.errors import check
-from nas.samplers.base import Sampler
+from nas.samplers.base import Sampler, fixed_architectures
 from nas.spaces.base import SearchSpace, Weights
 
 
@@ -53,3 +53,7 @@ class FairSampler(Sampler):
             rows[torch.arange(m), chosen] = 1.0
             weights[d.name] = rows.repeat_interleave(ghosts, dim=0)  # model i on copy i's ghosts
         return weights
+
+    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
+        # the all-on network is never trained: validate on fixed random architectures instead
+        return fixed_architectures(space, ghosts, batch_idx)

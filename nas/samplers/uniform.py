@@ -11,7 +11,7 @@ import random
 
 import torch
 
-from nas.samplers.base import Sampler
+from nas.samplers.base import Sampler, fixed_architectures
 from nas.spaces.base import SearchSpace, Weights
 
 
@@ -27,3 +27,7 @@ class UniformSampler(Sampler):
         # reproducible and resumable with the training module's generator state
         rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
         return space.encode([space.sample(rng) for _ in range(ghosts)])
+
+    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
+        # the all-on network is never trained: validate on fixed random architectures instead
+        return fixed_architectures(space, ghosts, batch_idx)

@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from nas.analysis.figures import plot_histogram
-from nas.errors import check
+from nas.atomic import remove_stale_temp_files, write_text
+from nas.errors import NasError, check
 from nas.search.complexity import SizeTable
 from nas.search.driver import replay_or_evaluate
 from nas.search.evaluator import OneShotEvaluator
@@ -35,7 +36,7 @@ from nas.search.selection import (
     write_selection,
 )
 from nas.search.store import ResultsStore
-from nas.search.strategies import build_strategy
+from nas.search.strategies import build_strategy, strategy_settings
 
 console = Console(stderr=True)
 
@@ -77,7 +78,8 @@ def search(
     evaluator = OneShotEvaluator(
         module.supernet, images, val.labels.to(device), batch, ghost, sizes, autocast_dtype
     )
-
+    # Built first: a bad strategy setting must not leave a new results store behind.
+    chosen = build_strategy(strategy, space, random.Random(seed), **dict(strategy_kwargs or {}))
     store = ResultsStore(
         Path(out_dir) / "results.sqlite", space=space, checkpoint=str(Path(checkpoint).resolve())
     )
@@ -86,18 +88,21 @@ def search(
         "seed": seed,
         "eval_batch_size": batch,
         "eval_ghost_size": ghost,
-        "strategy_kwargs": dict(strategy_kwargs or {}),
+        "strategy_kwargs": strategy_settings(strategy, strategy_kwargs),
         "batch_archs": batch_archs,
     }
     previous = store.get_meta("settings")
-    check(
-        previous is None or previous == settings,
-        f"results store {store.path} was filled with settings {previous}, not {settings}; "
-        "use the same settings to continue it, or another out_dir",
-    )
+    if previous and previous.get("strategy") == strategy:
+        # Stores may list only the settings given then; a default left out is the same search.
+        kwargs = strategy_settings(strategy, previous.get("strategy_kwargs"))
+        previous = {**previous, "strategy_kwargs": kwargs}
+    if previous not in (None, settings):
+        store.close()
+        raise NasError(
+            f"results store {store.path} was filled with settings {previous}, not {settings}; "
+            "use the same settings to continue it, or another out_dir"
+        )
     store.set_meta("settings", settings)
-    rng = random.Random(seed)
-    chosen = build_strategy(strategy, space, rng, **dict(strategy_kwargs or {}))
     fields = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "eval_batch_size": batch,
@@ -153,6 +158,8 @@ def write_outputs(
 ) -> dict:
     """Ranking CSV, histogram PNG, selection JSONs and a summary table; returns the file paths."""
     out = Path(out_dir)
+    for directory in (out, out / "selections"):  # left by a search killed while writing them
+        remove_stale_temp_files(directory)
     rows = store.ranking()
     check(len(rows) >= 1, f"results store {store.path} is empty; nothing to rank")
     ranking = store.export_csv(out / "ranking.csv")
@@ -183,7 +190,7 @@ def write_outputs(
         )
     _print_summary(rows, lists)
     paths = {"ranking": str(ranking), "histogram": str(histogram), "selections": lists}
-    (out / "outputs.json").write_text(json.dumps(paths, indent=2) + "\n")
+    write_text(out / "outputs.json", json.dumps(paths, indent=2) + "\n")
     return paths
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas.atomic import atomic_path, write_text
 from nas.errors import check
 from nas.spaces.base import Architecture, SearchSpace
 
@@ -109,8 +110,7 @@ def write_selection(directory: str | Path, name: str, archs: Sequence[Architectu
     paths = []
     for i, arch in enumerate(archs):
         path = directory / f"{name}_{i}_{arch.id}.json"
-        arch.save(path)
+        with atomic_path(path) as tmp:  # a retraining sweep may read these while a search rewrites
+            arch.save(tmp)
         paths.append(path)
-    listing = directory / f"{name}.txt"
-    listing.write_text("".join(f"{p}\n" for p in paths))
-    return listing
+    return write_text(directory / f"{name}.txt", "".join(f"{p}\n" for p in paths))

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.atomic import atomic_path
 from nas.errors import NasError, check
 
 COLUMNS = (
@@ -216,9 +217,9 @@ class ResultsStore:
     def export_csv(self, path: str | Path) -> Path:
         """Write the ranking as CSV (rank, arch_id, oneshot_acc, params, macs, arch_json)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         fields = ("arch_id", "oneshot_acc", "params", "macs", "arch_json")
-        with open(path, "w", newline="") as f:
+        # Written whole, then renamed: a kill mid-export keeps the previous ranking readable.
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(("rank", *fields))
             for rank, row in enumerate(self.ranking(), start=1):

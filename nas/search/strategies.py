@@ -8,11 +8,14 @@ Contract: every `ask()` is eventually followed by a `tell()` of that architectur
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections import deque
+from collections.abc import Mapping
 
-from nas.errors import NasError, check
+from nas.config import check_settings
+from nas.errors import check
 from nas.spaces.base import Architecture, SearchSpace
 
 
@@ -104,13 +107,30 @@ class RegularizedEvolution(Strategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "evolution": RegularizedEvolution}
+_SUPPLIED = ("space", "rng")  # constructor arguments the search passes itself, not settings
+
+
+def _strategy_class(name: str) -> type[Strategy]:
+    check(
+        name in STRATEGIES,
+        f"unknown search strategy {name!r}; choose one of {sorted(STRATEGIES)} (strategy=<name>)",
+    )
+    return STRATEGIES[name]
+
+
+def strategy_settings(name: str, kwargs: Mapping | None = None) -> dict:
+    """Every setting of strategy `name`: its constructor defaults, updated with `kwargs`.
+
+    Comparing these (not the given keys) makes `{}` and the spelled-out defaults the same search.
+    """
+    cls = _strategy_class(name)
+    params = inspect.signature(cls).parameters
+    defaults = {k: p.default for k, p in params.items() if k not in _SUPPLIED and k != "self"}
+    return {**defaults, **dict(kwargs or {})}
 
 
 def build_strategy(name: str, space: SearchSpace, rng: random.Random, **kwargs) -> Strategy:
     """The strategy registered as `name`, built for `space` with its keyword arguments."""
-    if name not in STRATEGIES:
-        raise NasError(f"unknown search strategy {name!r}; known strategies: {sorted(STRATEGIES)}")
-    try:
-        return STRATEGIES[name](space, rng, **kwargs)
-    except TypeError as err:  # an unexpected keyword from the config
-        raise NasError(f"strategy {name!r}: {err}; check the strategy config keys") from None
+    cls = _strategy_class(name)
+    check_settings(kwargs, "strategy", cls, supplied=_SUPPLIED)
+    return cls(space, rng, **kwargs)

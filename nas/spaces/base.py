@@ -311,6 +311,17 @@ class SearchSpace:
             )
         return masks
 
+    def decode(self, masks: Mapping[str, torch.Tensor], row: int = 0) -> Architecture:
+        """The architecture of one row of 0/1 masks (the inverse of `encode`)."""
+        return self.architecture(
+            {
+                d.name: [
+                    o for o, m in zip(d.options, masks[d.name][row].tolist(), strict=True) if m
+                ]
+                for d in self.decisions
+            }
+        )
+
     def full_masks(self, rows: int = 1) -> Masks:
         """All-ones masks (every path on) with `rows` rows."""
         return {d.name: torch.ones(rows, len(d.options)) for d in self.decisions}

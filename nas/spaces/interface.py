@@ -23,7 +23,9 @@ from nas.errors import check
 from nas.routing import GhostLayout, PathWeights
 from nas.spaces.base import Architecture, SearchSpace
 
-PathKey = tuple  # (decision, option) for a decision's paths, other tuples for derived paths; () trunk
+PathKey = (
+    tuple  # (decision, option) for a decision's paths, other tuples for derived paths; () trunk
+)
 TRUNK: PathKey = ()
 
 
@@ -106,16 +108,32 @@ class SupernetBase(nn.Module):
         return {TRUNK} | (chosen & set(self.path_keys()))
 
     def l2_penalty(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Σ_p u_p · ||w_p||² over conv/linear weights, u_p the fraction of ghost batches using p."""
+        """Σ_p u_p · ||w_p||² over conv/linear weights, u_p the fraction of ghost batches using p.
+
+        Weights of paths that no ghost batch uses are left out of the graph, so they get no gradient
+        at all (`None`) and the optimizer leaves them, and their momentum, untouched this step.
+        """
         if self._decayed is None:  # parameters keep their identity under .to(): build once
             paths = self.parameter_paths()
             self._decayed = [(p, paths[n]) for n, p in self.named_parameters() if p.dim() > 1]
-        usage = {k: u.mean() for k, u in self.path_usage(weights).items()}
-        one = torch.ones((), device=next(iter(weights.values())).device)
-        # the fractions are built where the weights live (the CPU for sampled masks): one copy
-        fractions = torch.stack([usage.get(key, one) for _, key in self._decayed]).float()
-        norms = torch.stack(torch._foreach_norm([p for p, _ in self._decayed])).float()
-        return (fractions.to(norms.device, non_blocking=True) * norms.square()).sum()
+        usage = self.path_usage(weights)
+        keys = list(usage)
+        means = torch.stack([usage[k].double().mean() for k in keys])
+        if means.device.type == "cpu":  # sampled masks: reading them costs nothing
+            fraction = dict(zip(keys, means.tolist(), strict=True))
+            fraction[TRUNK] = 1.0
+            kept = [(p, fraction[key]) for p, key in self._decayed if fraction[key] > 0]
+            params = [p for p, _ in kept]
+            fractions = torch.tensor([f for _, f in kept], dtype=torch.float64)
+        else:  # real-valued weights on the device: every path is in use, no host sync
+            index = {k: i for i, k in enumerate(keys)}
+            means = torch.cat([means, means.new_ones(1)])
+            params = [p for p, _ in self._decayed]
+            fractions = means[[index.get(key, len(keys)) for _, key in self._decayed]]
+        if not params:
+            return torch.zeros(())
+        norms = torch.stack(torch._foreach_norm(params))  # one fused kernel, not one per tensor
+        return (fractions.to(norms.device, norms.dtype, non_blocking=True) * norms.square()).sum()
 
     # -- forward plumbing ---------------------------------------------------------------------
     def route(
@@ -135,6 +153,9 @@ class SupernetBase(nn.Module):
     def extract(self, arch: Architecture, copy_weights: bool = False) -> nn.Module:
         """A stand-alone child of `arch` (optionally carrying the shared weights over)."""
         child = self.space.build_child(arch, **self.config)
+        param = next(self.parameters(), None)
+        if param is not None and param.device.type != "meta":  # where and as precise as this one
+            child = child.to(device=param.device, dtype=param.dtype)
         if copy_weights:
             own, wanted = self.state_dict(), child.state_dict()
             child.load_state_dict({k: own.get(k, v) for k, v in wanted.items()})

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from nas.errors import NasError, check
+from nas.atomic import write_text
+from nas.checkpointing import read_checkpoint
+from nas.collect import finished_standalone_runs
+from nas.errors import check
 from nas.search.store import ResultsStore
 from nas.spaces import Architecture, SearchSpace, build_space
 
@@ -34,13 +34,9 @@ def open_store(store: str) -> tuple[list[dict], SearchSpace, dict]:
 def checkpoint_hparams(ckpt: str) -> dict:
     """The hyperparameters saved in a checkpoint (plain values), or {} if the file is gone."""
     path = Path(str(ckpt)).expanduser()
-    if not path.is_file():
+    if not path.is_file():  # stores outlive their checkpoints; the studies say what they lack
         return {}
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise NasError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__})") from None
-    return dict(raw.get("hyper_parameters", {})) if isinstance(raw, dict) else {}
+    return dict(read_checkpoint(path).get("hyper_parameters", {}))
 
 
 def arch_of(row: dict, space: SearchSpace) -> Architecture:
@@ -51,24 +47,9 @@ def arch_of(row: dict, space: SearchSpace) -> Architecture:
 def standalone_results(runs: Sequence[str], metric: str = "test_acc") -> dict[str, list[float]]:
     """{arch_id: [metric of every finished stand-alone run]} from every result.json under `runs`."""
     found: dict[str, list[float]] = defaultdict(list)
-    for directory in runs:
-        root = Path(str(directory)).expanduser()
-        check(root.exists(), f"{str(root)!r} does not exist; pass the retraining sweep's directory")
-        for path in sorted(root.rglob("result.json")):
-            result = json.loads(path.read_text())
-            if result.get("kind") == "StandaloneModule" and metric in result:
-                found[result["arch_id"]].append(float(result[metric]))
-    check(
-        bool(found),
-        f"no finished stand-alone runs (result.json with {metric}) under {list(runs)}; "
-        "retrain the picked architectures first",
-    )
+    for _, result in finished_standalone_runs(runs, metric):
+        found[result["arch_id"]].append(float(result[metric]))
     return dict(found)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value), as Table 1 reports them."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def clean(value):
@@ -83,11 +64,8 @@ def clean(value):
 
 
 def write_json(path: str | Path, data: dict) -> Path:
-    """Write `data` as indented strict JSON (NaN -> null), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write `data` as indented strict JSON (NaN -> null), creating the folder, atomically."""
+    return write_text(path, json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path, what: str) -> dict:

@@ -13,17 +13,12 @@ import random
 from pathlib import Path
 
 from nas.analysis import bucket_index, bucket_sample, plot_correlation, rank_correlations
+from nas.analysis.report import mean_std
+from nas.atomic import write_text
 from nas.errors import check
 from nas.samplers.base import sampler_spec
 from nas.search.selection import write_selection
-from nas.studies.common import (
-    arch_of,
-    mean_std,
-    open_store,
-    read_json,
-    standalone_results,
-    write_json,
-)
+from nas.studies.common import arch_of, open_store, read_json, standalone_results, write_json
 
 
 def correlation_pick(
@@ -52,7 +47,7 @@ def correlation_pick(
         # the file prefix becomes the run's `group` in result.json (bucket<b>)
         lists.append(write_selection(out / "archs", f"bucket{b}", archs))
     picks_txt = out / "picks.txt"
-    picks_txt.write_text("".join(p.read_text() for p in lists))
+    write_text(picks_txt, "".join(p.read_text() for p in lists))
     picks = {
         "store": str(Path(store).resolve()),
         "dropout_rate": sampler_spec(hparams).get("rate") if hparams else None,
@@ -93,9 +88,9 @@ def correlation_study(picks: str, runs: list[str], out_dir: str, metric: str = "
     y = [a["standalone_mean"] for a in archs]
     stats = rank_correlations(x, y)
     out = Path(out_dir)
-    figure = plot_correlation(
-        x, y, out / "correlation.png", stats=stats, errors=[a["standalone_std"] for a in archs]
-    )
+    # A single finished run has no spread (std None, null in the JSON): no error bar to draw.
+    errors = [a["standalone_std"] or 0.0 for a in archs]
+    figure = plot_correlation(x, y, out / "correlation.png", stats=stats, errors=errors)
     numbers = {
         "metric": metric,
         "dropout_rate": chosen.get("dropout_rate"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nas.analysis import plot_kl_vs_accuracy, rank_correlations
 from nas.callbacks.panel import fixed_train_examples, panel_kl
-from nas.cli import device_of
+from nas.config import device_of
 from nas.errors import check
 from nas.search.checkpoint import load_supernet_module
 from nas.studies.common import arch_of, open_store, write_json

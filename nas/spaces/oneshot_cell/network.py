@@ -108,7 +108,9 @@ class Cell(nn.Module):
         masks: Sequence[tuple[PathWeights, PathWeights]] | None = None,
         dense: bool = False,
     ):
-        candidates = _Candidates(self.adapt, dict(zip(CELL_INPUTS, (prev_prev, prev))), ghost)
+        candidates = _Candidates(
+            self.adapt, dict(zip(CELL_INPUTS, (prev_prev, prev), strict=True)), ghost
+        )
         outputs = []
         for i, block in enumerate(self.blocks):
             in_mask, op_mask = masks[i] if masks is not None else (None, None)

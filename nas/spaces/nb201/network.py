@@ -1,0 +1,253 @@
+"""NAS-Bench-201 networks: the supernet holding every op on every edge, and stand-alone children.
+
+Skeleton (the benchmark's): stem Conv3x3-BN, then `stages` stages of `cells / stages` cells at widths
+C, 2C, 4C, ..., a stride-2 ResNet basic block between stages, then BN-ReLU, global average pool and a
+linear classifier. Ops are ReLU-Conv-BN; "none" has no module (its output is zero, so it is never
+computed). Supernet and child name their submodules identically, so a child's state_dict is a subset
+of the supernet's and `extract(arch, copy_weights=True)` is a copy.
+
+Shapes: images [N, C, H, W]; weights[edge] is [G, k] with G = number of ghost batches (or 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from nas.errors import check
+from nas.ops import Identity, Pool, make_norm
+from nas.routing import Ghost, PathWeights, masked_sum
+from nas.spaces.base import Architecture
+from nas.spaces.interface import SupernetBase
+from nas.spaces.nb201.space import EDGES, NODES, NB201Space
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv2d (no bias: the BN has one) -> BN, the benchmark's convolution unit."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, ghost: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        self.bn = make_norm(c_out, ghost)
+
+    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
+        return self.bn(self.conv(torch.relu(x)), ghost)
+
+
+def make_op(name: str, channels: int, ghost: bool) -> nn.Module | None:
+    """The module of op `name` at `channels` channels (None for "none": a zero output)."""
+    if name == "none":
+        return None
+    if name == "skip_connect":
+        return Identity()
+    if name == "avg_pool_3x3":
+        return Pool("avg")  # 3x3, stride 1, average over the valid pixels only
+    kernel = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}[name]
+    return ReLUConvBN(channels, channels, kernel, 1, ghost)
+
+
+class ResNetBlock(nn.Module):
+    """The stride-2 basic block between stages: conv_b(conv_a(x)) + Conv1x1(AvgPool2x2(x))."""
+
+    def __init__(self, c_in: int, c_out: int, ghost: bool):
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, ghost)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, ghost)
+        # ceil_mode: same as the benchmark's pooling on even sizes; on odd ones it gives conv_a's
+        # ceil(H/2) x ceil(W/2) as well, where floor pooling could not be added to it
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(2, 2, ceil_mode=True), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x, ghost), ghost)
+
+
+class NB201Cell(nn.Module):
+    """node_j = Σ_{i<j} op_{j<-i}(node_i) for j = 1..3, node_0 the input; the output is node 3.
+
+    `edges[edge][op]` holds the modules of the given ops on every edge ("none" has none). A node with
+    no incoming path on is zeros; the ops after it still run (BN turns their zero into β), as in the
+    benchmark's networks, so supernet and child agree.
+    """
+
+    def __init__(self, channels: int, edge_ops: Mapping[str, Sequence[str]], ghost: bool):
+        super().__init__()
+        self.edges = nn.ModuleDict()
+        for edge in EDGES:
+            built = {op: make_op(op, channels, ghost) for op in edge_ops[edge]}
+            self.edges[edge] = nn.ModuleDict({op: m for op, m in built.items() if m is not None})
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ghost: Ghost = None,
+        routed: Mapping[str, PathWeights] | None = None,
+        dense: bool = False,
+    ) -> torch.Tensor:
+        nodes = [x]
+        for j in range(1, NODES):
+            terms = [
+                self._edge(
+                    f"{j}<-{i}", nodes[i], ghost, routed[f"{j}<-{i}"] if routed else None, dense
+                )
+                for i in range(j)
+            ]
+            terms = [t for t in terms if t is not None]
+            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+        return nodes[-1]
+
+    def _edge(
+        self, edge: str, h: torch.Tensor, ghost: Ghost, weights: PathWeights | None, dense: bool
+    ) -> torch.Tensor | None:
+        """Σ over the edge's ops of weight · op(h); None when none of them is on anywhere."""
+        ops = self.edges[edge]
+        return masked_sum(
+            tuple(ops),
+            lambda name, inp, g: ops[name](inp, g),
+            lambda name: h,
+            weights,
+            lambda name: getattr(ops[name], "cheap", False),  # identity and pooling: run densely
+            dense,
+            ghost,
+        )
+
+
+class _NB201Layers:
+    """Stem, cells and reduction blocks, BN-ReLU, pool, linear: built and run alike by supernet and
+    child."""
+
+    def _build_layers(
+        self,
+        edge_ops: Mapping[str, Sequence[str]],
+        ghost: bool,
+        filters: int,
+        cells: int,
+        stages: int,
+        num_classes: int,
+        in_channels: int,
+    ) -> dict:
+        config = {
+            "filters": filters,
+            "cells": cells,
+            "stages": stages,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+        }
+        for key, low in (("filters", 1), ("cells", 1), ("stages", 1), ("num_classes", 2)):
+            value = config[key]
+            check(
+                isinstance(value, int) and value >= low,
+                f"model.{key}={value!r} must be an integer >= {low}",
+            )
+        check(
+            isinstance(in_channels, int) and in_channels >= 1,
+            f"model.in_channels={in_channels!r} must be an integer >= 1",
+        )
+        check(
+            cells % stages == 0,
+            f"model.cells={cells} must be a multiple of model.stages={stages}: NAS-Bench-201 puts "
+            f"the same number of cells in every stage (the benchmark: cells=15, stages=3)",
+        )
+        self.stem = nn.Conv2d(in_channels, filters, 3, padding=1, bias=False)
+        self.stem_bn = make_norm(filters, ghost)
+        self.cells = nn.ModuleList()  # searched cells and the reduction blocks, in order
+        c = filters
+        for stage in range(stages):
+            if stage:
+                self.cells.append(ResNetBlock(c, 2 * c, ghost))
+                c *= 2
+            for _ in range(cells // stages):
+                self.cells.append(NB201Cell(c, edge_ops, ghost))
+        self.final_bn = make_norm(c, ghost)
+        self.classifier = nn.Linear(c, num_classes)
+        return config
+
+    def _run_layers(
+        self,
+        x: torch.Tensor,
+        ghost: Ghost = None,
+        routed: Mapping[str, PathWeights] | None = None,
+        dense: bool = False,
+    ) -> torch.Tensor:
+        h = self.stem_bn(self.stem(x), ghost)
+        for layer in self.cells:
+            h = layer(h, ghost, routed, dense) if isinstance(layer, NB201Cell) else layer(h, ghost)
+        h = torch.relu(self.final_bn(h, ghost))
+        return self.classifier(h.mean(dim=(2, 3)))  # global average pool: [N, C] -> logits
+
+
+class NB201Supernet(SupernetBase, _NB201Layers):
+    """Every op on every edge; `forward(x, weights, ghost)` computes the weighted sum of paths.
+
+    Paths: `(edge, op)` for every op with weights (the convolutions) in every cell; skip, pooling and
+    none hold no parameters. The trunk is the stem, reduction blocks, final BN and classifier.
+    """
+
+    def __init__(
+        self,
+        space: NB201Space,
+        filters: int = 16,
+        cells: int = 15,
+        stages: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ):
+        super().__init__(space, {})
+        edge_ops = {edge: space.ops for edge in EDGES}
+        self.config = self._build_layers(
+            edge_ops, True, filters, cells, stages, num_classes, in_channels
+        )
+        for layer in self.cells:
+            if isinstance(layer, NB201Cell):
+                for edge, ops in layer.edges.items():
+                    for op, module in ops.items():
+                        if any(True for _ in module.parameters()):
+                            self.declare_path((edge, op), module)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: Mapping[str, torch.Tensor] | None = None,
+        ghost: Ghost = None,
+        dense: bool = False,
+    ) -> torch.Tensor:
+        """Logits [N, classes].
+
+        weights: edge -> [G, k], one row per ghost batch (or 1 row for all); default all-on.
+        ghost: examples per ghost batch (or explicit sizes); None means one ghost batch.
+        dense: the plain weighted sum over the whole batch (reference) instead of running each op
+        only on the ghost batches that use it; both give the same result.
+        """
+        layout, routed = self.route(x, weights, ghost)
+        layout.prepare(rows for w in routed.values() for rows in w.rows.values())
+        return self._run_layers(x, layout.ghost, routed, dense)
+
+
+class NB201Child(nn.Module, _NB201Layers):
+    """The network of one architecture with ordinary batch norm; only the chosen ops exist."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        filters: int = 16,
+        cells: int = 15,
+        stages: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        check(
+            isinstance(arch.space, NB201Space),
+            f"NB201Child needs an architecture of the nb201 space, got {arch.space.name!r}",
+        )
+        edge_ops = {edge: arch[edge] for edge in EDGES}
+        self.config = self._build_layers(
+            edge_ops, False, filters, cells, stages, num_classes, in_channels
+        )
+        self.space, self.arch = arch.space, arch
+
+    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
+        return self._run_layers(x, ghost)
