@@ -24,7 +24,11 @@ import torch.nn.functional as F
 
 from nas.ghost_bn import EQUAL_SIZE_METHOD, EQUAL_SIZE_METHODS, ghost_normalize
 from nas.samplers import PathDropout, UniformSampler
-from nas.search.evaluator import OneShotEvaluator, default_batch_archs
+from nas.search.evaluator import (
+    OneShotEvaluator,
+    default_batch_archs,
+    default_channels_last,
+)
 from nas.spaces.oneshot_cell import OneShotCellSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +91,7 @@ def ranking(
         eval_batch,
         ghost,
         autocast_dtype=torch.bfloat16 if device.type == "cuda" else None,
+        channels_last=not dense and default_channels_last(device),  # as search.py ranks
     )
     if dense:  # the plain reference: every path on every example, masks multiplied in
         evaluator.supernet = _Dense(net)

@@ -42,18 +42,25 @@ def per_example(rows: torch.Tensor, batch: int, ghost_size: int | None) -> torch
     return rows.repeat_interleave(torch.tensor(sizes, device=rows.device), dim=0)
 
 
-# How ghost batches of equal size get their statistics, per device type. Both give the same result
-# (to ~1e-6 in float32); `benchmarks/throughput.py` measures them. On the CPU the segment sums were
-# measured faster (training 6-17%, ranking up to 1.7x); on CUDA the strided view needs fewer kernels.
-EQUAL_SIZE_METHOD = {"cpu": "segment", "cuda": "var_mean"}
+# How ghost batches of equal size get their statistics, per device type. All give the same result
+# (to ~1e-6 in float32); `benchmarks/throughput.py` measures them (docs/benchmarks.md). On the CPU
+# torch's own kernel over ghost batches laid side by side as channels was fastest, training and
+# ranking alike; CUDA keeps the strided view (fewest kernels) until the GPU table says otherwise.
+EQUAL_SIZE_METHOD = {"cpu": "transposed", "cuda": "var_mean"}
 EQUAL_SIZE_METHODS = ("transposed", "var_mean", "segment")
 METHODS = ("native", *EQUAL_SIZE_METHODS)
 
 
 def ghost_normalize(
-    x: torch.Tensor, sizes: list[int], eps: float, method: str | None = None
+    x: torch.Tensor,
+    sizes: list[int],
+    eps: float,
+    method: str | None = None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x [N, C, H, W] normalised per consecutive ghost batch of `sizes` (no affine), float32+.
+    """x [N, C, H, W] normalised per consecutive ghost batch of `sizes`, then scaled by `weight` and
+    shifted by `bias` [C] if given; statistics in float32 at least, the result in x's dtype.
 
     method: "native" (one ghost batch: torch's own batch-norm kernel), "transposed" (equal ghost
     batches side by side as channels, [n, G*C, H, W], through torch's kernel), "var_mean" (a strided
@@ -62,32 +69,52 @@ def ghost_normalize(
     """
     n, c = x.shape[:2]
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float32 stats (autocast)
-    equal = len(set(sizes)) == 1
+    g, equal = len(sizes), len(set(sizes)) == 1
     if method is None:
-        method = "native" if len(sizes) == 1 else "segment"
-        if equal and len(sizes) > 1:
+        method = "native" if g == 1 else "segment"
+        if equal and g > 1:
             method = EQUAL_SIZE_METHOD.get(x.device.type, "var_mean")
-    if method == "native" and len(sizes) == 1:
-        return F.batch_norm(xf, None, None, None, None, True, 0.0, eps)
-    if method == "transposed" and equal:
-        g, m = len(sizes), sizes[0]
-        side = xf.view(g, m, c, *xf.shape[2:]).transpose(0, 1).reshape(m, g * c, *xf.shape[2:])
-        y = F.batch_norm(side, None, None, None, None, True, 0.0, eps)
-        return y.view(m, g, c, *xf.shape[2:]).transpose(0, 1).reshape(xf.shape)
+    if method == "native" and g == 1:  # the affine fused into the kernel
+        return F.batch_norm(xf, None, None, weight, bias, True, 0.0, eps).to(x.dtype)
+    if method == "transposed" and equal and xf.dim() == 4:
+        return _side_by_side(xf, g, eps, weight, bias).to(x.dtype)
     if method in ("var_mean", "native") and equal:
-        g = xf.view(len(sizes), sizes[0], c, -1)
-        var, mean = torch.var_mean(g, dim=(1, 3), keepdim=True, correction=0)
-        return ((g - mean) * torch.rsqrt(var + eps)).view_as(xf)
-    # per-ghost sums by segment (two passes, centred variance)
-    ghost_of = torch.repeat_interleave(
-        torch.arange(len(sizes), device=x.device), torch.tensor(sizes, device=x.device)
-    )
-    count = torch.tensor(sizes, device=x.device, dtype=xf.dtype).view(-1, 1) * xf[0, 0].numel()
-    zeros = xf.new_zeros(len(sizes), c)
-    mean = zeros.index_add(0, ghost_of, xf.sum(dim=(2, 3))) / count
-    centred = xf - mean[ghost_of].view(n, c, 1, 1)
-    var = zeros.index_add(0, ghost_of, centred.square().sum(dim=(2, 3))) / count
-    return centred * torch.rsqrt(var + eps)[ghost_of].view(n, c, 1, 1)
+        grouped = xf.view(g, sizes[0], c, -1)
+        var, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, correction=0)
+        y = ((grouped - mean) * torch.rsqrt(var + eps)).view_as(xf)
+    else:  # per-ghost sums by segment (two passes, centred variance)
+        ghost_of = torch.repeat_interleave(
+            torch.arange(g, device=x.device), torch.tensor(sizes, device=x.device)
+        )
+        count = torch.tensor(sizes, device=x.device, dtype=xf.dtype).view(-1, 1) * xf[0, 0].numel()
+        zeros = xf.new_zeros(g, c)
+        mean = zeros.index_add(0, ghost_of, xf.sum(dim=(2, 3))) / count
+        centred = xf - mean[ghost_of].view(n, c, 1, 1)
+        var = zeros.index_add(0, ghost_of, centred.square().sum(dim=(2, 3))) / count
+        y = centred * torch.rsqrt(var + eps)[ghost_of].view(n, c, 1, 1)
+    if weight is not None:
+        y = y * weight.view(1, c, 1, 1) + bias.view(1, c, 1, 1)
+    return y.to(x.dtype)
+
+
+def _side_by_side(xf, g: int, eps: float, weight, bias) -> torch.Tensor:
+    """Equal ghost batches laid side by side as channels, [m, g*C, H, W], through torch's kernel.
+
+    NCHW input: two transposing copies, NCHW out. Channels-last input: the same two copies in NHWC,
+    so the result stays channels-last for the next convolution.
+    """
+    n, c, h, w = xf.shape
+    m = n // g
+    gw, gb = (None if t is None else t.repeat(g) for t in (weight, bias))
+    if xf.is_contiguous() or not xf.is_contiguous(memory_format=torch.channels_last):
+        side = xf.reshape(g, m, c, h, w).transpose(0, 1).reshape(m, g * c, h, w)
+        y = F.batch_norm(side, None, None, gw, gb, True, 0.0, eps)
+        return y.view(m, g, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+    nhwc = xf.permute(0, 2, 3, 1)  # [N, H, W, C], contiguous
+    side = nhwc.reshape(g, m, h, w, c).permute(1, 2, 3, 0, 4).reshape(m, h, w, g * c)
+    y = F.batch_norm(side.permute(0, 3, 1, 2), None, None, gw, gb, True, 0.0, eps)
+    back = y.permute(0, 2, 3, 1).reshape(m, h, w, g, c).permute(3, 0, 1, 2, 4)
+    return back.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class GhostBatchNorm(nn.BatchNorm2d):
@@ -102,13 +129,5 @@ class GhostBatchNorm(nn.BatchNorm2d):
     ) -> torch.Tensor:  # type: ignore[override]
         if ghost_size is None:
             return super().forward(x)
-        c, sizes = x.shape[1], ghost_sizes(x.shape[0], ghost_size)
-        if len(sizes) == 1:  # one ghost batch: torch's fused kernel, affine included
-            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-            return F.batch_norm(xf, None, None, self.weight, self.bias, True, 0.0, self.eps).to(
-                x.dtype
-            )
-        y = ghost_normalize(x, sizes, self.eps)
-        if self.affine:
-            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        return y.to(x.dtype)
+        sizes = ghost_sizes(x.shape[0], ghost_size)
+        return ghost_normalize(x, sizes, self.eps, weight=self.weight, bias=self.bias)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nas.samplers import PathDropout
 from nas.errors import NasError
+from nas.samplers import PathDropout
 from nas.spaces.oneshot_cell import OneShotCellSpace
 
 N = 40_000  # ghost batches sampled; 5 standard deviations of a rate is < 0.013

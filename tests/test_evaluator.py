@@ -46,12 +46,13 @@ def test_bn_recalibration_scores_the_child_with_statistics_of_the_training_batch
         # and unbiased variance, recorded by hooks on a train-mode pass of the child
         child = net.extract(arch, copy_weights=True).train()
         seen: dict[torch.nn.Module, list] = {}
+
+        def record(m, inputs, output, seen=seen):
+            x = inputs[0]
+            seen.setdefault(m, []).append((x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=True)))
+
         hooks = [
-            m.register_forward_hook(
-                lambda m, i, o: seen.setdefault(m, []).append(
-                    (i[0].mean((0, 2, 3)), i[0].var((0, 2, 3), unbiased=True))
-                )
-            )
+            m.register_forward_hook(record)
             for m in child.modules()
             if isinstance(m, torch.nn.BatchNorm2d)
         ]
@@ -66,3 +67,19 @@ def test_bn_recalibration_scores_the_child_with_statistics_of_the_training_batch
         with torch.no_grad():
             hits = int((child.eval()(images).argmax(1) == labels).sum())
         assert score == hits / 20
+
+
+def test_channels_last_ranking_gives_the_same_scores(small_space):
+    torch.manual_seed(3)
+    net = small_space.build_supernet(filters=4, cells=2, stages=2, num_classes=5).eval()
+    images, labels = torch.randn(24, 3, 8, 8), torch.randint(0, 5, (24,))
+    rng = random.Random(4)
+    archs = [small_space.sample(rng) for _ in range(4)]
+    nchw = OneShotEvaluator(net, images, labels, 12, 4).accuracies(archs)
+    clone = small_space.build_supernet(filters=4, cells=2, stages=2, num_classes=5)
+    clone.load_state_dict(net.state_dict())
+    nhwc = OneShotEvaluator(clone, images, labels, 12, 4, channels_last=True)
+    assert next(p for p in clone.parameters() if p.dim() == 4).is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert nhwc.accuracies(archs) == nchw

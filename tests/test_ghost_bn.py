@@ -41,6 +41,11 @@ def test_every_statistics_method_normalises_each_ghost_batch_alone(method, sizes
     ones, zeros = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     expected = torch.cat([_reference(c, ones, zeros, 1e-5) for c in x.split(sizes)])
     torch.testing.assert_close(ghost_normalize(x, sizes, 1e-5, method), expected)
+    w, b = torch.rand(3, dtype=torch.float64) + 0.5, torch.randn(3, dtype=torch.float64)
+    expected = torch.cat([_reference(c, w, b, 1e-5) for c in x.split(sizes)])
+    torch.testing.assert_close(ghost_normalize(x, sizes, 1e-5, method, w, b), expected)
+    nhwc = x.contiguous(memory_format=torch.channels_last)  # the ranking layout on the CPU
+    torch.testing.assert_close(ghost_normalize(nhwc, sizes, 1e-5, method, w, b), expected)
 
 
 def test_no_ghost_size_is_plain_batchnorm_with_running_stats():

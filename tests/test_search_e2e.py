@@ -162,3 +162,30 @@ def test_search_with_wandb_logger_writes_an_offline_run(supernet_ckpt, tmp_path,
     )
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_bn_recalibration_mode_scores_through_search_py(supernet_ckpt, tmp_path, capsys):
+    """search.bn_recalibration_batches=N scores children with re-estimated BN; both modes work."""
+    plain, recal = tmp_path / "plain", tmp_path / "recal"
+    _search(supernet_ckpt, plain, "search.num_archs=5", "selection.k=2")
+    _search(
+        supernet_ckpt,
+        recal,
+        "search.num_archs=5",
+        "selection.k=2",
+        "search.bn_recalibration_batches=2",
+    )
+    assert [r[1] for r in _rows(plain)] == [r[1] for r in _rows(recal)]  # same proposals
+    with sqlite3.connect(recal / "results.sqlite") as db:
+        settings = json.loads(
+            db.execute("SELECT value FROM meta WHERE key='settings'").fetchone()[0]
+        )
+    assert settings["bn_recalibration_batches"] == 2 and settings["batch_archs"] == 1  # auto, CPU
+    with pytest.raises(SystemExit):
+        _search(
+            supernet_ckpt,
+            tmp_path / "bad",
+            "search.num_archs=2",
+            "search.bn_recalibration_batches=99",
+        )
+    assert "search.bn_recalibration_batches=99 needs" in capsys.readouterr().err

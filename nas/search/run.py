@@ -23,10 +23,15 @@ from rich.text import Text
 
 from nas.analysis.figures import plot_histogram
 from nas.atomic import remove_stale_temp_files, write_text
+from nas.callbacks.panel import fixed_train_examples
 from nas.errors import NasError, check
 from nas.search.complexity import SizeTable
 from nas.search.driver import replay_or_evaluate
-from nas.search.evaluator import OneShotEvaluator
+from nas.search.evaluator import (
+    OneShotEvaluator,
+    default_batch_archs,
+    default_channels_last,
+)
 from nas.search.selection import (
     all_on,
     one_shot_small,
@@ -50,13 +55,19 @@ def search(
     strategy: str = "random",
     num_archs: int = 20000,
     seed: int = 0,
-    batch_archs: int = 1,
+    batch_archs: int | str = "auto",
     eval_batch_size: int | None = None,
     eval_ghost_size: int | None = None,
+    bn_recalibration_batches: int = 0,
     strategy_kwargs: dict | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> ResultsStore:
-    """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable)."""
+    """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable).
+
+    batch_archs: architectures per pass ("auto": what pays on `device`, see `default_batch_archs`).
+    bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
+    each architecture's child with BN statistics re-estimated on N fixed training batches (SPOS).
+    """
     space, h = module.space, module.hparams
     datamodule.setup("validate")
     check(
@@ -71,12 +82,27 @@ def search(
         batch >= 1 and ghost >= 1,
         f"search.eval_batch_size={batch} and eval_ghost_size={ghost} must be >= 1",
     )
+    if batch_archs in ("auto", None):
+        batch_archs = default_batch_archs(device)
+    check(
+        isinstance(bn_recalibration_batches, int) and bn_recalibration_batches >= 0,
+        f"search.bn_recalibration_batches={bn_recalibration_batches!r} must be an integer >= 0 "
+        "(0: per-ghost-batch statistics, the paper's; SPOS re-estimates BN on ~20 batches)",
+    )
     val = datamodule.val_split
     images = datamodule.normalize(val.images.to(device))
     network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
     evaluator = OneShotEvaluator(
-        module.supernet, images, val.labels.to(device), batch, ghost, sizes, autocast_dtype
+        module.supernet,
+        images,
+        val.labels.to(device),
+        batch,
+        ghost,
+        sizes,
+        autocast_dtype,
+        _recalibration_batches(datamodule, bn_recalibration_batches, device),
+        channels_last=default_channels_last(device),
     )
     # Built first: a bad strategy setting must not leave a new results store behind.
     chosen = build_strategy(strategy, space, random.Random(seed), **dict(strategy_kwargs or {}))
@@ -91,6 +117,8 @@ def search(
         "strategy_kwargs": strategy_settings(strategy, strategy_kwargs),
         "batch_archs": batch_archs,
     }
+    if bn_recalibration_batches:  # only when used: stores of earlier searches continue as they were
+        settings["bn_recalibration_batches"] = bn_recalibration_batches
     previous = store.get_meta("settings")
     if previous and previous.get("strategy") == strategy:
         # Stores may list only the settings given then; a default left out is the same search.
@@ -127,6 +155,23 @@ def search(
         f"(store had {before}, now {store.count()}) -> {store.path}"
     )
     return store
+
+
+def _recalibration_batches(datamodule, batches: int, device) -> list[torch.Tensor]:
+    """`batches` fixed, un-augmented training batches of the training batch size, on `device`."""
+    if not batches:
+        return []
+    datamodule.setup("fit")  # the training split (loaded once)
+    size = datamodule.batch_size
+    available = len(datamodule.train_split)
+    check(
+        batches * size <= available,
+        f"search.bn_recalibration_batches={batches} needs {batches * size:,} training images "
+        f"(batches of dataset.batch_size={size}), but the training split has {available:,}; "
+        f"lower it to at most {available // size}",
+    )
+    images = fixed_train_examples(datamodule, batches * size, seed=0)
+    return list(images.to(device).split(size))
 
 
 class _Rate(ProgressColumn):
