@@ -66,3 +66,15 @@ def smoke_supernet(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke_supernet")
     train.train(compose_config("train", ["experiment=smoke"], run))
     return run
+
+
+def randomized_supernet(space, network: dict, dtype=torch.float64):
+    """`space`'s supernet with non-trivial BN affine parameters (a leak through β would show)."""
+    torch.manual_seed(0)
+    net = space.build_supernet(**network).to(dtype)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return net

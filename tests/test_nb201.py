@@ -12,6 +12,7 @@ from nas.samplers import FairSampler
 from nas.spaces import build_space
 from nas.spaces.interface import TRUNK
 from nas.spaces.nb201 import EDGES, NB201_OPS, NB201Space
+from tests.conftest import randomized_supernet
 
 RESNET_LIKE = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -26,14 +27,7 @@ def space():
 
 
 def _net(space, dtype=torch.float64):
-    torch.manual_seed(0)
-    net = space.build_supernet(**SMALL).to(dtype)
-    with torch.no_grad():  # non-trivial BN affine parameters, so a leak through β would show
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return net
+    return randomized_supernet(space, SMALL, dtype)
 
 
 def _x(n, seed=0):

@@ -14,6 +14,7 @@ import torch
 from nas.samplers import PathDropout
 from nas.spaces import SPACES, Architecture
 from nas.spaces.interface import TRUNK, Supernet
+from tests.conftest import randomized_supernet
 
 NETWORK = {"filters": 4, "cells": 2, "stages": 2, "num_classes": 5, "in_channels": 3}
 F64 = {"rtol": 1e-8, "atol": 1e-10}  # two summation orders agree to ~1e-12 in float64
@@ -25,14 +26,7 @@ def space(request):
 
 
 def _net(space, dtype=torch.float64):
-    torch.manual_seed(0)
-    net = space.build_supernet(**NETWORK).to(dtype)
-    with torch.no_grad():  # non-trivial BN affine parameters, so a leak through β would show
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return net
+    return randomized_supernet(space, NETWORK, dtype)
 
 
 def _x(n, dtype=torch.float64, seed=0):
