@@ -32,7 +32,9 @@ def ghost_sizes(batch: int, ghost_size: int | tuple[int, ...] | None) -> list[in
     return [ghost_size] * full + ([rest] if rest else [])
 
 
-def per_example(rows: torch.Tensor, batch: int, ghost_size: int | None) -> torch.Tensor:
+def per_example(
+    rows: torch.Tensor, batch: int, ghost_size: int | tuple[int, ...] | None
+) -> torch.Tensor:
     """Expand per-ghost-batch rows [G, ...] to per-example rows [batch, ...] (G = 1 broadcasts)."""
     if rows.shape[0] == 1:
         return rows.expand(batch, *rows.shape[1:])

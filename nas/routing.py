@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from nas.ghost_bn import ghost_sizes
+from nas.ghost_bn import ghost_sizes, per_example
 
 Ghost = int | tuple[int, ...] | None  # ghost size, explicit ghost batch sizes, or one batch
 
@@ -36,7 +36,6 @@ class GhostLayout:
         self.starts = [sum(self.sizes[:i]) for i in range(self.count)]
         self._examples: dict[tuple[int, ...], torch.Tensor] = {}
         self._indicators: dict[tuple[int, ...], torch.Tensor] = {}
-        self._ghost_index: torch.Tensor | None = None
 
     @property
     def ghost(self) -> Ghost:
@@ -76,15 +75,6 @@ class GhostLayout:
         """Indices [n] on the device of the examples of the ghost batches `rows`."""
         self.prepare([rows])
         return self._examples[rows]
-
-    @property
-    def ghost_index(self) -> torch.Tensor:
-        """[batch] long on the device: the ghost batch of every example."""
-        if self._ghost_index is None:
-            sizes = torch.tensor(self.sizes)
-            index = torch.repeat_interleave(torch.arange(self.count), sizes)
-            self._ghost_index = index.to(self.device, non_blocking=True)
-        return self._ghost_index
 
     def indicator(self, rows: tuple[int, ...]) -> torch.Tensor:
         """[batch, 1, 1, 1] float on the device: 1 for examples of the ghost batches `rows`, else 0."""
@@ -136,13 +126,11 @@ class PathWeights:
         }
 
     def scale(self, option: str, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Weights of `option` per example [n, 1, 1, 1] (or a scalar), for `index` or every example."""
+        """Weights of `option` per example [n, 1, 1, 1], for `index` or every example."""
         if self._per_example is None:
             values = self.values.to(self.layout.device)
-            self._per_example = values if values.shape[0] == 1 else values[self.layout.ghost_index]
+            self._per_example = per_example(values, self.layout.batch, self.layout.sizes)
         column = self._per_example[:, self.column[option]]
-        if column.shape[0] == 1:
-            return column[0]
         return (column if index is None else column[index]).view(-1, 1, 1, 1)
 
     def restricted(self, keep: tuple[int, ...]) -> PathWeights:

@@ -37,7 +37,7 @@ class FairSampler(Sampler):
         )
 
     def copies(self, space: SearchSpace) -> int:
-        self.check_space(space)
+        # the space was checked once, when the training module was built (`check_space`)
         return max(d.fan_in for d in space.decisions)
 
     def sample(

@@ -29,6 +29,26 @@ PathKey = (
 TRUNK: PathKey = ()
 
 
+def network_config(
+    filters: int, cells: int, stages: int, num_classes: int, in_channels: int
+) -> dict:
+    """The network settings every space's supernet and child take, checked; `Supernet.config`."""
+    config = {
+        "filters": filters,
+        "cells": cells,
+        "stages": stages,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+    }
+    lowest = {"filters": 1, "cells": 1, "stages": 1, "num_classes": 2, "in_channels": 1}
+    for key, value in config.items():
+        check(
+            isinstance(value, int) and value >= lowest[key],
+            f"model.{key}={value!r} must be an integer >= {lowest[key]}",
+        )
+    return config
+
+
 @runtime_checkable
 class Supernet(Protocol):
     """What search, training modules and analyses may rely on, whatever the space."""

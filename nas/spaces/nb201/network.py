@@ -20,7 +20,7 @@ from nas.errors import check
 from nas.ops import Identity, Pool, make_norm
 from nas.routing import Ghost, PathWeights, masked_sum
 from nas.spaces.base import Architecture
-from nas.spaces.interface import SupernetBase
+from nas.spaces.interface import SupernetBase, network_config
 from nas.spaces.nb201.space import EDGES, NODES, NB201Space
 
 
@@ -129,23 +129,7 @@ class _NB201Layers:
         num_classes: int,
         in_channels: int,
     ) -> dict:
-        config = {
-            "filters": filters,
-            "cells": cells,
-            "stages": stages,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-        }
-        for key, low in (("filters", 1), ("cells", 1), ("stages", 1), ("num_classes", 2)):
-            value = config[key]
-            check(
-                isinstance(value, int) and value >= low,
-                f"model.{key}={value!r} must be an integer >= {low}",
-            )
-        check(
-            isinstance(in_channels, int) and in_channels >= 1,
-            f"model.in_channels={in_channels!r} must be an integer >= 1",
-        )
+        config = network_config(filters, cells, stages, num_classes, in_channels)
         check(
             cells % stages == 0,
             f"model.cells={cells} must be a multiple of model.stages={stages}: NAS-Bench-201 puts "

@@ -19,7 +19,7 @@ from nas.errors import check
 from nas.ops import OPS, BNReLUConv, make_norm
 from nas.routing import Ghost, PathWeights, masked_sum
 from nas.spaces.base import Architecture
-from nas.spaces.interface import PathKey, SupernetBase
+from nas.spaces.interface import PathKey, SupernetBase, network_config
 from nas.spaces.oneshot_cell.space import CELL_INPUTS, OneShotCellSpace
 
 BlockSpec = tuple[
@@ -152,17 +152,7 @@ class _CellLayers:
         num_classes: int = 10,
         in_channels: int = 3,
     ) -> dict:
-        for key, value, low in (
-            ("filters", filters, 1),
-            ("cells", cells, 1),
-            ("stages", stages, 1),
-            ("num_classes", num_classes, 2),
-            ("in_channels", in_channels, 1),
-        ):
-            check(
-                isinstance(value, int) and value >= low,
-                f"model.{key}={value!r} must be an integer >= {low}",
-            )
+        config = network_config(filters, cells, stages, num_classes, in_channels)
         check(
             cells >= stages,
             f"model.cells={cells} must be >= model.stages={stages} (one cell per stage at least)",
@@ -181,13 +171,7 @@ class _CellLayers:
                 pp, p = p, (c, div)
         self.final_bn = make_norm(p[0], ghost)
         self.classifier = nn.Linear(p[0], num_classes)
-        return {
-            "filters": filters,
-            "cells": cells,
-            "stages": stages,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-        }
+        return config
 
     def _run_layers(
         self, x: torch.Tensor, ghost: Ghost = None, cell_weights=None, dense: bool = False
