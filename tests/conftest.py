@@ -68,6 +68,11 @@ def smoke_supernet(tmp_path_factory) -> Path:
     return run
 
 
+# Space settings that fit the generic tests' network (NETWORK in test_space_interface: 2 cells,
+# 2 stages); spaces not listed are built with their defaults.
+SMALL_SPECS = {"enas_macro": {"layers": 2}, "enas_micro": {"nodes": 4}}
+
+
 def randomized_supernet(space, network: dict, dtype=torch.float64):
     """`space`'s supernet with non-trivial BN affine parameters (a leak through β would show)."""
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import torch
 from nas.samplers import PathDropout
 from nas.spaces import SPACES, Architecture
 from nas.spaces.interface import TRUNK, Supernet
-from tests.conftest import randomized_supernet
+from tests.conftest import SMALL_SPECS, randomized_supernet
 
 NETWORK = {"filters": 4, "cells": 2, "stages": 2, "num_classes": 5, "in_channels": 3}
 F64 = {"rtol": 1e-8, "atol": 1e-10}  # two summation orders agree to ~1e-12 in float64
@@ -22,7 +22,7 @@ F64 = {"rtol": 1e-8, "atol": 1e-10}  # two summation orders agree to ~1e-12 in f
 
 @pytest.fixture(params=sorted(SPACES))
 def space(request):
-    return SPACES[request.param]()
+    return SPACES[request.param](**SMALL_SPECS.get(request.param, {}))
 
 
 def _net(space, dtype=torch.float64):

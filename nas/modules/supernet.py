@@ -153,6 +153,8 @@ class OneShotModule(ClassifierModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["mask_generator"] = self.mask_generator.get_state()
+        # which module to rebuild from the hyperparameters (subclasses: other training methods)
+        checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["space_fingerprint"] = self.space.fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 import torch
 
 from nas.checkpointing import read_checkpoint
-from nas.errors import check
+from nas.errors import NasError, check
 from nas.samplers.base import LEGACY_KEYS, sampler_spec
 
 
@@ -19,8 +21,6 @@ def run_dir_of(ckpt: str) -> str:
 
 def load_supernet_module(ckpt: str, device: torch.device):
     """The `OneShotModule` stored in `ckpt`, on `device`, in eval mode; the space comes from it."""
-    from nas.modules import OneShotModule
-
     path = Path(str(ckpt)).expanduser()
     check(
         path.is_file(),
@@ -34,8 +34,36 @@ def load_supernet_module(ckpt: str, device: torch.device):
         f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in its "
         "hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
     )
-    hparams = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
-    module = OneShotModule(**{**hparams, "sampler": sampler_spec(raw["hyper_parameters"])})
+    cls = _module_class(raw.get("module_class"), path)
+    kwargs = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
+    if "sampler" in inspect.signature(cls).parameters:
+        kwargs["sampler"] = sampler_spec(raw["hyper_parameters"])
+    module = cls(**kwargs)
     module.load_state_dict(raw["state_dict"])
     module.on_load_checkpoint(raw)
     return module.to(device).eval()
+
+
+def _module_class(name: str | None, path: Path):
+    """The training module a checkpoint names (one of this project's); OneShotModule if none."""
+    from nas.modules import OneShotModule
+
+    if name is None:  # written before other methods existed
+        return OneShotModule
+    module, _, attr = name.rpartition(".")
+    check(
+        name.startswith("nas."),
+        f"checkpoint {str(path)!r} names module class {name!r}, which is not one of this "
+        "project's; pass a checkpoint written by train.py",
+    )
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise NasError(
+            f"checkpoint {str(path)!r} was written by {name}, which this version does not have"
+        ) from None
+    check(
+        isinstance(cls, type) and issubclass(cls, OneShotModule),
+        f"checkpoint {str(path)!r} holds a {name}, not a supernet; search needs a supernet checkpoint",
+    )
+    return cls

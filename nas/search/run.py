@@ -105,7 +105,9 @@ def search(
         channels_last=default_channels_last(device),
     )
     # Built first: a bad strategy setting must not leave a new results store behind.
-    chosen = build_strategy(strategy, space, random.Random(seed), **dict(strategy_kwargs or {}))
+    chosen = build_strategy(
+        strategy, space, random.Random(seed), module, **dict(strategy_kwargs or {})
+    )
     store = ResultsStore(
         Path(out_dir) / "results.sqlite", space=space, checkpoint=str(Path(checkpoint).resolve())
     )

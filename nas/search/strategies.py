@@ -8,6 +8,7 @@ Contract: every `ask()` is eventually followed by a `tell()` of that architectur
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import random
@@ -106,8 +107,13 @@ class RegularizedEvolution(Strategy):
         self.population.append((arch, _check_score(arch, score)))  # deque maxlen drops the oldest
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "evolution": RegularizedEvolution}
-_SUPPLIED = ("space", "rng")  # constructor arguments the search passes itself, not settings
+# name -> class, or "module:class" for strategies whose module needs torch (imported when used)
+STRATEGIES: dict[str, type[Strategy] | str] = {
+    "random": RandomSearch,
+    "evolution": RegularizedEvolution,
+    "controller": "nas.search.controller_strategy:ControllerStrategy",
+}
+_SUPPLIED = ("space", "rng", "module")  # arguments the search passes itself, not settings
 
 
 def _strategy_class(name: str) -> type[Strategy]:
@@ -115,7 +121,11 @@ def _strategy_class(name: str) -> type[Strategy]:
         name in STRATEGIES,
         f"unknown search strategy {name!r}; choose one of {sorted(STRATEGIES)} (strategy=<name>)",
     )
-    return STRATEGIES[name]
+    found = STRATEGIES[name]
+    if isinstance(found, str):
+        module, _, attr = found.partition(":")
+        found = STRATEGIES[name] = getattr(importlib.import_module(module), attr)
+    return found
 
 
 def strategy_settings(name: str, kwargs: Mapping | None = None) -> dict:
@@ -129,8 +139,13 @@ def strategy_settings(name: str, kwargs: Mapping | None = None) -> dict:
     return {**defaults, **dict(kwargs or {})}
 
 
-def build_strategy(name: str, space: SearchSpace, rng: random.Random, **kwargs) -> Strategy:
-    """The strategy registered as `name`, built for `space` with its keyword arguments."""
+def build_strategy(
+    name: str, space: SearchSpace, rng: random.Random, module=None, **kwargs
+) -> Strategy:
+    """The strategy registered as `name`, built for `space` with its keyword arguments; a strategy
+    that takes `module` (the trained supernet's LightningModule) is given it."""
     cls = _strategy_class(name)
     check_settings(kwargs, "strategy", cls, supplied=_SUPPLIED)
+    if "module" in inspect.signature(cls).parameters:
+        kwargs["module"] = module
     return cls(space, rng, **kwargs)

@@ -54,6 +54,7 @@ class Decision:
     options: tuple[str, ...]
     min_k: int = 1
     max_k: int | None = None  # None: up to every option
+    pointer: bool = False  # options name earlier nodes of the space (`SearchSpace.nodes`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(self.options))
@@ -109,6 +110,29 @@ class Decision:
             f"expected {self.min_k} to {self.max_k} of {list(self.options)}",
         )
         return tuple(o for o in self.options if o in chosen)
+
+
+NODE_TIMES = ("before", "at", "after")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node of the space's graph that pointer decisions choose among (the ENAS controller's anchors).
+
+    The node exists relative to decision `at`: `before` it is decided (an input of a cell), `at` it
+    (made by that decision, e.g. a layer by choosing its skips) or `after` it (complete once it is
+    decided, e.g. a cell node after its last op).
+    """
+
+    name: str
+    at: str
+    when: str = "after"
+
+    def __post_init__(self) -> None:
+        check(
+            self.when in NODE_TIMES,
+            f"node {self.name!r}: when={self.when!r} must be one of {list(NODE_TIMES)}",
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,6 +271,13 @@ class SearchSpace:
 
     def decision(self, name: str) -> Decision:
         return self._by_name[name]
+
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes pointer decisions refer to, in the order they come into being (none by default).
+
+        Every option of a `pointer` decision names a node that exists before that decision is made.
+        """
+        return ()
 
     # -- counting and sampling ----------------------------------------------------------------
     def count(self) -> int:

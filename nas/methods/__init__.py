@@ -1,0 +1,1 @@
+"""Training methods beyond the fixed-distribution samplers of `OneShotModule` (one file each)."""
