@@ -48,7 +48,9 @@ class ControllerSampler(Sampler):
         return space.encode(self.controller.sample(ghosts, generator))
 
     def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
-        return space.encode(self.controller.sample(ghosts, torch.Generator().manual_seed(batch_idx)))
+        return space.encode(
+            self.controller.sample(ghosts, torch.Generator().manual_seed(batch_idx))
+        )
 
     def spec(self) -> dict:
         return {"name": "enas_controller"}
@@ -214,9 +216,7 @@ class ENASModule(OneShotModule):
 
 def _plain(settings: Mapping) -> dict:
     """Nested mappings (e.g. Hydra's DictConfig) as plain dicts."""
-    return {
-        str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()
-    }
+    return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()}
 
 
 def _validation_split(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
