@@ -1,11 +1,12 @@
 # make demo: set up .venv and run the offline quickstart end to end (train, search, retrain, Table 1)
+# make demo-enas: the same for ENAS (train shared weights + controller, derive, retrain vs random)
 # make test: set up .venv (with test tools) and run the test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := -q -c constraints.txt
 
-.PHONY: demo test lint setup clean
+.PHONY: demo demo-enas test lint setup clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ setup: $(VENV)/.installed
 demo: setup
 	bash scripts/demo.sh
 
+demo-enas: setup
+	bash scripts/enas_demo.sh
+
 test: setup
 	$(PY) -m pytest -q
 
@@ -25,4 +29,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf outputs multirun demo demo.*
+	rm -rf outputs multirun demo demo.* demo_enas demo_enas.*

@@ -77,9 +77,13 @@ def build_module(
         )
         check_settings(search_space, "search_space")
         kwargs["space"] = instantiate(search_space)
-        if sampler and "sampler" in inspect.signature(target).parameters:
-            check_settings(sampler, "sampler")
-            kwargs["sampler"] = instantiate(sampler)
+        if "sampler" in inspect.signature(target).parameters:
+            if sampler:
+                check_settings(sampler, "sampler")
+                kwargs["sampler"] = instantiate(sampler)
+        else:  # e.g. ENAS: its controller draws the architectures
+            reason = f"{target.__name__} draws its own architectures"
+            check_overrides_used(f"model={target.__name__}", {"sampler": reason})
     return instantiate(model)(**kwargs)
 
 

@@ -178,3 +178,26 @@ def test_derive_samples_the_trained_controller_without_learning(tmp_path):
         strategy.tell(strategy.ask(), 0.5)
     for name, value in strategy.controller.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+@pytest.mark.parametrize(
+    "experiment, preset, expected",
+    [
+        ("cifar_enas_macro", None, {"hidden": 64, "tanh_constant": 1.5, "temperature": None}),
+        (
+            "cifar_enas_macro",
+            "macro_paper",
+            {"hidden": 100, "tanh_constant": 2.5, "temperature": 5.0},
+        ),
+        ("cifar_enas_micro", None, {"tanh_constant": 1.1, "op_tanh_reduce": 2.5}),
+        ("cifar_enas_micro", "micro_paper", {"hidden": 100, "op_tanh_reduce": 1.0}),
+    ],
+)
+def test_presets_select_the_controller_settings(tmp_path, experiment, preset, expected):
+    overrides = [f"experiment={experiment}"] + ([f"enas_preset={preset}"] if preset else [])
+    cfg = compose_config("train", overrides, tmp_path)
+    controller = dict(cfg.model.controller)
+    assert {k: controller[k] for k in expected} == expected
+    if experiment.endswith("micro") and not preset:
+        assert dict(controller["op_bias"]) == {"sep3x3": 10.0, "sep5x5": 10.0}
+        assert (cfg.model.controller_steps, cfg.model.controller_aggregate) == (30, 10)
