@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The method end to end on offline data (scikit-learn digits, CPU):
-# 1. train a supernet, 2. score 500 architectures with it, 3. retrain the One-Shot Top and Random
+# 1. train a supernet, 2. score 300 architectures with it, 3. retrain the One-Shot Top and Random
 # selections stand-alone (one Hydra multirun), 4. print the Table-1-style summary.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-demo}
-NUM_ARCHS=${NUM_ARCHS:-500}
+NUM_ARCHS=${NUM_ARCHS:-300}
 K=${K:-3}
 if [ -e "$OUT" ]; then  # keep an earlier demo's outputs: move them aside, never delete them
   OLD="$OUT.$(date +%Y%m%d-%H%M%S)"
