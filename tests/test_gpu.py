@@ -42,3 +42,19 @@ def test_nan_loss_on_cuda_stops_the_run(compose_train, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "the training loss is not finite at step" in err or "the weights are not finite" in err
+
+
+def test_enas_trains_and_derives_on_cuda(compose_train, tmp_path):
+    """Controller sampling with a CPU generator, rewards and REINFORCE with the module on the GPU."""
+    import random
+
+    import train
+    from nas.search.checkpoint import load_supernet_module
+    from nas.search.controller_strategy import ControllerStrategy
+
+    cfg = compose_train("experiment=smoke_enas", "hardware=gpu", "trainer.precision=32-true")
+    train.train(cfg)
+    module = load_supernet_module(tmp_path / "checkpoints" / "last.ckpt", torch.device("cuda"))
+    assert next(module.controller.parameters()).is_cuda
+    strategy = ControllerStrategy(module.space, random.Random(0), module=module)
+    assert strategy.ask().space.name == "enas_macro"
