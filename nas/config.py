@@ -75,8 +75,9 @@ def build_module(
             f"arch={arch} is set, but {target.__name__} trains the whole supernet; use a "
             "stand-alone experiment (e.g. experiment=quickstart_standalone) or drop arch",
         )
-        check_settings(search_space, "search_space")
-        kwargs["space"] = instantiate(search_space)
+        if "space" in inspect.signature(target).parameters:  # a network without a space: none
+            check_settings(search_space, "search_space")
+            kwargs["space"] = instantiate(search_space)
         if "sampler" in inspect.signature(target).parameters:
             if sampler:
                 check_settings(sampler, "sampler")

@@ -1,0 +1,341 @@
+"""BayesNAS (Zhou et al., ICML 2019): hierarchical ARD priors on path switches, pruned by relevance.
+
+Every option of every decision has a switch, a scalar shared by all cells (it is the option's path
+weight); a decision that may choose nothing (an edge: `min_k = 0`) also has an edge switch, the parent
+of its op switches, so the path weight of op k on edge e is s_e · s_k. Every epoch (one round):
+- phase A, the first `weights_fraction` of the epoch's batches: the weights train, switches frozen
+  (at 1 in the first round);
+- phase B, the rest: weights and switches train on cross-entropy + Σ λ·ω·|s| (`nas.methods.ard`);
+- then, before the epoch's checkpoint, one Laplace update of the priors (C, ω, γ, hierarchy) from the
+  switch Hessian's diagonal on `hessian_batches` fixed training batches.
+After the last round, paths whose effective γ falls below `tau · max γ` are pruned; the pruned
+architecture (valid for the space, dead nodes removed) is written like any search result:
+`<run>/search/bayesnas/` with results.sqlite, ranking.csv, selections, plus gamma.csv and gamma.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.atomic import write_text
+from nas.checkpointing import check_finite_loss
+from nas.errors import check
+from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
+from nas.modules.supernet import OneShotModule
+from nas.samplers.base import Sampler
+from nas.spaces import Architecture, SearchSpace, Weights, build_space
+
+HESSIANS = ("ggn", "hutchinson")
+
+
+class Switches(nn.Module):
+    """The switch vector of a space: op switches per option, an edge switch per `min_k = 0` decision."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        self.keys: list[tuple[str, str | None]] = []  # (decision, option); option None: edge
+        parents: list[int] = []
+        self.op_index: dict[str, list[int]] = {}
+        self.edge_index: dict[str, int] = {}
+        for d in space.decisions:
+            edge = -1
+            if d.min_k == 0:
+                edge = self.edge_index[d.name] = len(self.keys)
+                self.keys.append((d.name, None))
+                parents.append(-1)
+            self.op_index[d.name] = list(range(len(self.keys), len(self.keys) + len(d.options)))
+            self.keys += [(d.name, o) for o in d.options]
+            parents += [edge] * len(d.options)
+        self.parents = parents
+        self.values = nn.Parameter(torch.ones(len(self.keys)))
+
+    def is_edge(self) -> torch.Tensor:
+        return torch.tensor([option is None for _, option in self.keys])
+
+    def weights(self, values: torch.Tensor | None = None) -> Weights:
+        """Path weights [1, k] per decision: s_edge · s_op (or s_op for decisions without edge)."""
+        s = self.values if values is None else values
+        out = {}
+        for d in self.space.decisions:
+            w = s[self.op_index[d.name]]
+            if d.name in self.edge_index:
+                w = w * s[self.edge_index[d.name]]
+            out[d.name] = w.unsqueeze(0)
+        return out
+
+
+class SwitchSampler(Sampler):
+    """The learned switches as the path weights of validation and test (every path, weighted)."""
+
+    def __init__(self, switches: Switches):
+        self.switches = switches
+
+    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
+        with torch.no_grad():
+            return self.switches.weights()
+
+    def spec(self) -> dict:
+        return {"name": "bayesnas_switches"}
+
+
+class BayesNASModule(OneShotModule):
+    """The supernet of `space` with ARD switches on its paths (see the module docstring)."""
+
+    def __init__(
+        self,
+        space: SearchSpace | Mapping,
+        lam: float = 0.01,
+        lam_edge: float | None = None,
+        weights_fraction: float = 0.1,
+        switch_lr: float = 0.1,
+        tau: float = 1e-2,
+        hessian: str = "ggn",
+        hessian_batches: int = 4,
+        hutchinson_probes: int = 16,
+        filters: int = 16,
+        cells: int = 6,
+        stages: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        ghost_size: int = 18,
+        eval_ghost_size: int | None = None,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        l2: float = 1e-4,
+        mask_seed: int = 0,
+    ):
+        space = build_space(space)
+        check(lam > 0, f"model.lam={lam!r} must be > 0 (the paper's lambda: 0.005, 0.007, 0.01)")
+        check(
+            lam_edge is None or lam_edge > 0,
+            f"model.lam_edge={lam_edge!r} must be null (= lam) or > 0",
+        )
+        check(
+            0 <= weights_fraction < 1,
+            f"model.weights_fraction={weights_fraction!r} must lie in [0, 1) (the code's 10%)",
+        )
+        check(switch_lr > 0, f"model.switch_lr={switch_lr!r} must be > 0 (the code: 0.1)")
+        check(0 < tau < 1, f"model.tau={tau!r} must lie in (0, 1): prune below tau * max gamma")
+        check(hessian in HESSIANS, f"model.hessian={hessian!r} must be one of {list(HESSIANS)}")
+        for key, value in (
+            ("hessian_batches", hessian_batches),
+            ("hutchinson_probes", hutchinson_probes),
+        ):
+            check(
+                isinstance(value, int) and value >= 1,
+                f"model.{key}={value!r} must be an integer >= 1",
+            )
+        switches = Switches(space)
+        super().__init__(
+            space,
+            SwitchSampler(switches),
+            filters=filters,
+            cells=cells,
+            stages=stages,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            ghost_size=ghost_size,
+            eval_ghost_size=eval_ghost_size,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            l2=l2,
+            lr_schedule="constant",
+            mask_seed=mask_seed,
+        )
+        for key in ("sampler", "lr_schedule", "warmup_steps"):  # fixed here: not settings
+            self.hparams.pop(key, None)
+        self.switches = switches
+        lambdas = [(lam_edge or lam) if option is None else lam for _, option in switches.keys]
+        self.ard = HierarchicalARD(lambdas, switches.parents)
+
+    # -- training -----------------------------------------------------------------------------
+    def phase(self, batch_idx: int) -> str:
+        """ "weights" (A: switches frozen) for the epoch's first batches, then "switches" (B)."""
+        total = self.trainer.num_training_batches if self._trainer is not None else 1
+        return "weights" if batch_idx < round(self.hparams.weights_fraction * total) else "switches"
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        train_switches = self.phase(batch_idx) == "switches"
+        values = self.switches.values if train_switches else self.switches.values.detach()
+        weights = self.switches.weights(values)
+        logits = self.supernet(x, weights, self.hparams.ghost_size)
+        ce = F.cross_entropy(logits, y)
+        l2 = self.supernet.l2_penalty(weights) if self.hparams.l2 else torch.zeros(())
+        loss = ce + 0.5 * self.hparams.l2 * l2
+        if train_switches:
+            lasso = self.ard.penalty(self.switches.values)
+            loss = loss + lasso
+            self.log("bayesnas/lasso", lasso)
+        check_finite_loss(self, loss)
+        self.train_acc(logits, y)
+        self.log("train/loss", ce, prog_bar=True)
+        self.log("train/acc", self.train_acc, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the round's training is done
+            self.update_priors()
+
+    def update_priors(self) -> None:
+        """One Laplace update of γ, ω, C from the switch Hessian on fixed training batches."""
+        h = self.hparams
+        was_training = self.supernet.training
+        self.supernet.eval()  # ghost BN: batch statistics either way
+        total = torch.zeros_like(self.switches.values)
+        batches = _fixed_batches(self.trainer.datamodule, h.hessian_batches, self.device)
+        generator = torch.Generator().manual_seed(int(self.ard.updates))
+        for x, y in batches:
+
+            def logits_of(s, x=x):
+                return self.supernet(x, self.switches.weights(s), h.ghost_size)
+
+            if h.hessian == "ggn":
+                total += ggn_diagonal(logits_of, self.switches.values)
+            else:
+                total += hutchinson_diagonal(
+                    lambda s, x=x, y=y: F.cross_entropy(logits_of(s, x), y),
+                    self.switches.values,
+                    h.hutchinson_probes,
+                    generator,
+                )
+        self.supernet.train(was_training)
+        self.ard.update(self.switches.values, total / len(batches))
+        gamma = self.ard.gamma
+        kept = (gamma >= h.tau * gamma.max()).float().mean()
+        self.log("bayesnas/gamma_mean", gamma.mean(), on_step=False, on_epoch=True)
+        self.log("bayesnas/kept_fraction", kept, on_step=False, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        """SGD on the weights (decay: the masked L2 term) and on the switches (no decay)."""
+        h = self.hparams
+        return torch.optim.SGD(
+            [
+                {"params": list(self.supernet.parameters())},
+                {"params": [self.switches.values], "lr": h.switch_lr},
+            ],
+            lr=h.lr,
+            momentum=h.momentum,
+            nesterov=h.nesterov and h.momentum > 0,
+        )
+
+    # -- pruning --------------------------------------------------------------------------------
+    def relevance(self) -> dict[tuple[str, str | None], float]:
+        """Effective γ (after the hierarchy) of every switch, by (decision, option or None)."""
+        return dict(zip(self.switches.keys, self.ard.gamma.tolist(), strict=True))
+
+    def pruned(self, tau: float | None = None) -> Architecture:
+        """The architecture of the paths whose γ is at least `tau` · the largest γ of their kind
+        (edges, ops), kept within each decision's min_k..max_k by γ, dead parts removed."""
+        tau = self.hparams.tau if tau is None else tau
+        gamma = self.relevance()
+        ops = [g for (_, option), g in gamma.items() if option is not None]
+        edges = [g for (_, option), g in gamma.items() if option is None]
+        op_bar = tau * max(ops)
+        edge_bar = tau * max(edges) if edges else 0.0
+        choices = {}
+        for d in self.space.decisions:
+            ranked = sorted(d.options, key=lambda o: -gamma[(d.name, o)])
+            kept = [o for o in ranked if gamma[(d.name, o)] >= op_bar]
+            if d.name in self.switches.edge_index and gamma[(d.name, None)] < edge_bar:
+                kept = []  # the edge is irrelevant: its ops go with it
+            kept = (kept + [o for o in ranked if o not in kept])[: max(len(kept), d.min_k)]
+            choices[d.name] = kept[: d.max_k]
+        return self.space.simplify(self.space.architecture(choices))
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero and self.ard.updates > 0:
+            write_bayesnas_outputs(
+                self, Path(self.trainer.default_root_dir) / "search" / "bayesnas"
+            )
+
+
+def _fixed_batches(datamodule, count: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`count` fixed, un-augmented training batches (the first of the training split)."""
+    split = getattr(datamodule, "train_split", None)
+    check(
+        split is not None and hasattr(datamodule, "normalize"),
+        f"BayesNAS's Hessian needs the training split of an in-memory dataset; "
+        f"{type(datamodule).__name__} has none",
+    )
+    size = datamodule.batch_size
+    count = max(1, min(count, len(split) // size))
+    return [
+        (
+            datamodule.normalize(split.images[i * size : (i + 1) * size].to(device)),
+            split.labels[i * size : (i + 1) * size].to(device),
+        )
+        for i in range(count)
+    ]
+
+
+@torch.no_grad()
+def _score(module: BayesNASModule, arch: Architecture) -> float:
+    """Validation accuracy of the trained supernet restricted to `arch`'s paths (switch-weighted)."""
+    datamodule = module.trainer.datamodule
+    keep = module.space.encode([arch])
+    weights = {name: w * keep[name].to(w) for name, w in module.switches.weights().items()}
+    split = datamodule.val_split
+    correct, ghost = 0, module.eval_ghost_size
+    module.supernet.eval()
+    for start in range(0, len(split), datamodule.eval_batch_size):
+        x = datamodule.normalize(
+            split.images[start : start + datamodule.eval_batch_size].to(module.device)
+        )
+        y = split.labels[start : start + datamodule.eval_batch_size].to(module.device)
+        correct += int((module.supernet(x, weights, ghost).argmax(1) == y).sum())
+    return correct / len(split)
+
+
+def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
+    """The pruned architecture as a search result (store, ranking, selections), and γ per path."""
+    from nas.analysis.figures import plot_gamma
+    from nas.search.complexity import SizeTable
+    from nas.search.run import write_outputs
+    from nas.search.store import ResultsStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    arch = module.pruned()
+    h = module.hparams
+    network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
+    shape = tuple(module.trainer.datamodule.val_split.images.shape[1:])
+    sizes = SizeTable(module.space, network, shape)
+    params, macs = sizes(arch)
+    row = {"arch": arch, "oneshot_acc": _score(module, arch), "params": params, "macs": macs}
+    with ResultsStore(out / "results.sqlite", space=module.space) as store:
+        if store.get(arch.id) is None:
+            store.add(row)
+        paths = write_outputs(store, module.space, str(out), k=1, top=1)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["decision", "option", "kind", "switch", "gamma", "omega", "hessian"])
+    state = zip(
+        module.switches.keys,
+        module.switches.values.tolist(),
+        module.ard.gamma.tolist(),
+        module.ard.omega.tolist(),
+        module.ard.hessian.tolist(),
+        strict=True,
+    )
+    for (decision, option), s, g, w, hess in state:
+        kind = "edge" if option is None else "op"
+        writer.writerow(
+            [decision, option or "", kind, f"{s:.6g}", f"{g:.6g}", f"{w:.6g}", f"{hess:.6g}"]
+        )
+    write_text(out / "gamma.csv", table.getvalue())
+    plot_gamma(module.relevance(), h.tau, out / "gamma.png")
+    arch.save(out / "pruned_arch.json")
+    summary = {**paths, "arch": str(out / "pruned_arch.json"), "oneshot_acc": row["oneshot_acc"]}
+    write_text(out / "outputs.json", json.dumps(summary, indent=2) + "\n")
+    return summary
