@@ -22,13 +22,11 @@ SMOKE = ["experiment=smoke_bayesnas"]
 COMMON = ["trainer.max_epochs=3", "callbacks.last.every_n_train_steps=2", "dataset.pad=1"]
 
 
-def _linear_task(seed=0, n=64, signal=3, noise=3):
-    """Features of which the first `signal` carry the class and the rest are pure noise."""
+def _linear_task(seed=0, n=256):
+    """6 features; the class is the sign of the sum of the first 3 (each needed), 3 are noise."""
     g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    informative = (2 * y[:, None] - 1).double() * 1.5 + 0.5 * torch.randn(n, signal, generator=g)
-    x = torch.cat([informative, torch.randn(n, noise, generator=g).double()], 1)
-    return x, y
+    x = torch.randn(n, 6, generator=g, dtype=torch.float64)
+    return x, (x[:, :3].sum(1) > 0).long()
 
 
 def test_gauss_newton_diagonal_equals_the_hessian_for_logits_linear_in_the_switches():
@@ -83,13 +81,14 @@ def test_an_irrelevant_edge_makes_every_op_on_it_irrelevant():
     assert bool((ard2.gamma[1:] > 0).all())
 
 
-def test_planted_relevance_noise_switches_are_pruned_signal_kept():
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planted_relevance_noise_switches_are_pruned_signal_kept(seed):
     """A linear model whose inputs pass through switches: 3 carry the class, 3 are pure noise."""
-    x, y = _linear_task()
-    torch.manual_seed(0)
+    x, y = _linear_task(seed)
+    torch.manual_seed(seed)
     w = torch.nn.Linear(6, 2).double()
     s = torch.nn.Parameter(torch.ones(6, dtype=torch.float64))
-    ard = HierarchicalARD([0.05] * 6, [-1] * 6).double()
+    ard = HierarchicalARD([0.02] * 6, [-1] * 6).double()
     opt = torch.optim.SGD([*w.parameters(), s], lr=0.1, momentum=0.9)
     for _ in range(6):  # rounds: train, then one Laplace update
         for _ in range(100):
@@ -98,9 +97,8 @@ def test_planted_relevance_noise_switches_are_pruned_signal_kept():
             loss.backward()
             opt.step()
         ard.update(s, ggn_diagonal(lambda v: w(x * v), s))
-    gamma = ard.gamma
-    kept = gamma >= 1e-2 * gamma.max()
-    assert kept.tolist() == [True, True, True, False, False, False], gamma.tolist()
+    relative = (ard.gamma / ard.gamma.max()).tolist()
+    assert min(relative[:3]) > 0.5 and max(relative[3:]) < 0.02, relative
 
 
 def _module(space_name="oneshot_cell", **kwargs):
@@ -113,7 +111,7 @@ def _module(space_name="oneshot_cell", **kwargs):
 
 def test_switches_are_path_weights_edge_times_op():
     from nas.spaces.nb201 import NB201Space
-    from tests.test_darts_cell import DartsCellSpace  # noqa: F401  (space registered)
+    from nas.spaces.darts_cell import DartsCellSpace
 
     space = DartsCellSpace.bayesnas()
     switches = Switches(space)
@@ -144,7 +142,7 @@ def test_pruning_keeps_relevant_paths_within_each_decisions_limits():
 
 
 def test_pruning_an_edge_removes_its_ops_and_dead_nodes():
-    from tests.test_darts_cell import DartsCellSpace
+    from nas.spaces.darts_cell import DartsCellSpace
 
     space = DartsCellSpace.bayesnas()
     module = BayesNASModule(space, filters=4, cells=2, stages=2)

@@ -279,6 +279,11 @@ class SearchSpace:
         """
         return ()
 
+    def simplify(self, arch: Architecture) -> Architecture:
+        """The equivalent architecture without dead parts (e.g. edges out of nodes with no input);
+        identity by default."""
+        return arch
+
     # -- counting and sampling ----------------------------------------------------------------
     def count(self) -> int:
         """Number of architectures in the space."""
