@@ -381,3 +381,22 @@ def test_cli_errors_before_the_run_starts_are_one_line(tmp_path, script):
     }[script]
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert expected in proc.stderr
+
+
+METHOD_VALUES = [
+    ("experiment=smoke_enas", "sampler=uniform", "sampler=uniform: model=ENASModule does not read"),
+    ("experiment=smoke_enas", "model.controller_steps=-1", "model.controller_steps=-1 must be"),
+    ("experiment=smoke_enas", "model.controller.hidden=0", "controller.hidden=0 must be"),
+    ("experiment=smoke_enas", "model.reward_batch_size=1000", "model.reward_batch_size=1000 exceeds"),
+    ("experiment=smoke_enas", "model.lr_min=1.0", "model.lr_min=1.0 must lie in [0, model.lr"),
+    ("experiment=smoke_bayesnas", "model.tau=1.5", "model.tau=1.5 must lie in (0, 1)"),
+    ("experiment=smoke_bayesnas", "model.hessian=exact", "model.hessian='exact' must be one of"),
+    ("experiment=smoke_bayesnas", "model.lam=0", "model.lam=0 must be > 0"),
+]
+
+
+@pytest.mark.parametrize(
+    "experiment, override, fragment", METHOD_VALUES, ids=[o for _, o, _ in METHOD_VALUES]
+)
+def test_bad_method_setting(tmp_path, capsys, experiment, override, fragment):
+    assert fragment in _one_line_error(capsys, lambda: _train(tmp_path, experiment, override))
