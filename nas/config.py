@@ -23,8 +23,8 @@ def check_settings(
     from hydra.utils import get_object
 
     target = target or get_object(node["_target_"])
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    params = settings_of(target)
+    if params is None:
         return
     known = [name for name in params if name != "self" and name not in supplied]
     unknown = sorted(k for k in node if not str(k).startswith("_") and k not in known)
@@ -34,6 +34,22 @@ def check_settings(
         f"{', '.join(f'{section}.{k}' for k in unknown)}: not a setting of {name}; "
         f"its settings are {', '.join(known) or 'none'}",
     )
+
+
+def settings_of(target) -> list[str] | None:
+    """The keyword arguments `target` takes; a class whose `__init__` passes `**kwargs` on to its
+    base adds the base's. None when they cannot be known (a function with `**kwargs`)."""
+    names: list[str] = []
+    classes = list(target.__mro__) if isinstance(target, type) else [target]
+    for owner in classes:
+        function = owner.__init__ if isinstance(target, type) else owner
+        if isinstance(target, type) and "__init__" not in vars(owner):
+            continue
+        params = inspect.signature(function).parameters.values()
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return list(dict.fromkeys(names))
+    return None
 
 
 def check_run_settings(seed, max_epochs, max_steps) -> None:

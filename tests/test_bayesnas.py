@@ -110,8 +110,8 @@ def _module(space_name="oneshot_cell", **kwargs):
 
 
 def test_switches_are_path_weights_edge_times_op():
-    from nas.spaces.nb201 import NB201Space
     from nas.spaces.darts_cell import DartsCellSpace
+    from nas.spaces.nb201 import NB201Space
 
     space = DartsCellSpace.bayesnas()
     switches = Switches(space)

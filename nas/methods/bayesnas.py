@@ -10,14 +10,14 @@ of its op switches, so the path weight of op k on edge e is s_e · s_k. Every ep
   switch Hessian's diagonal on `hessian_batches` fixed training batches.
 After the last round, paths whose effective γ falls below `tau · max γ` are pruned; the pruned
 architecture (valid for the space, dead nodes removed) is written like any search result:
-`<run>/search/bayesnas/` with results.sqlite, ranking.csv, selections, plus gamma.csv and gamma.png.
+`<run>/search/bayesnas/` with results.sqlite, ranking.csv, selections, derived_arch.json, plus
+gamma.csv and gamma.png.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
 from nas.errors import check
 from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
+from nas.methods.derived import validation_accuracy, write_derived
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler
 from nas.spaces import Architecture, SearchSpace, Weights, build_space
@@ -280,43 +281,15 @@ def _fixed_batches(datamodule, count: int, device) -> list[tuple[torch.Tensor, t
     ]
 
 
-@torch.no_grad()
-def _score(module: BayesNASModule, arch: Architecture) -> float:
-    """Validation accuracy of the trained supernet restricted to `arch`'s paths (switch-weighted)."""
-    datamodule = module.trainer.datamodule
-    keep = module.space.encode([arch])
-    weights = {name: w * keep[name].to(w) for name, w in module.switches.weights().items()}
-    split = datamodule.val_split
-    correct, ghost = 0, module.eval_ghost_size
-    module.supernet.eval()
-    for start in range(0, len(split), datamodule.eval_batch_size):
-        x = datamodule.normalize(
-            split.images[start : start + datamodule.eval_batch_size].to(module.device)
-        )
-        y = split.labels[start : start + datamodule.eval_batch_size].to(module.device)
-        correct += int((module.supernet(x, weights, ghost).argmax(1) == y).sum())
-    return correct / len(split)
-
-
 def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
     """The pruned architecture as a search result (store, ranking, selections), and γ per path."""
     from nas.analysis.figures import plot_gamma
-    from nas.search.complexity import SizeTable
-    from nas.search.run import write_outputs
-    from nas.search.store import ResultsStore
 
-    out.mkdir(parents=True, exist_ok=True)
     arch = module.pruned()
-    h = module.hparams
-    network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
-    shape = tuple(module.trainer.datamodule.val_split.images.shape[1:])
-    sizes = SizeTable(module.space, network, shape)
-    params, macs = sizes(arch)
-    row = {"arch": arch, "oneshot_acc": _score(module, arch), "params": params, "macs": macs}
-    with ResultsStore(out / "results.sqlite", space=module.space) as store:
-        if store.get(arch.id) is None:
-            store.add(row)
-        paths = write_outputs(store, module.space, str(out), k=1, top=1)
+    with torch.no_grad():  # scored with the trained switch weights, restricted to its paths
+        keep = module.space.encode([arch])
+        weights = {n: w * keep[n].to(w) for n, w in module.switches.weights().items()}
+    summary = write_derived(module, arch, out, validation_accuracy(module, weights))
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["decision", "option", "kind", "switch", "gamma", "omega", "hessian"])
@@ -334,8 +307,5 @@ def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
             [decision, option or "", kind, f"{s:.6g}", f"{g:.6g}", f"{w:.6g}", f"{hess:.6g}"]
         )
     write_text(out / "gamma.csv", table.getvalue())
-    plot_gamma(module.relevance(), h.tau, out / "gamma.png")
-    arch.save(out / "pruned_arch.json")
-    summary = {**paths, "arch": str(out / "pruned_arch.json"), "oneshot_acc": row["oneshot_acc"]}
-    write_text(out / "outputs.json", json.dumps(summary, indent=2) + "\n")
+    plot_gamma(module.relevance(), module.hparams.tau, out / "gamma.png")
     return summary

@@ -284,6 +284,21 @@ class SearchSpace:
         identity by default."""
         return arch
 
+    def derive(self, strengths: Mapping[str, Sequence[float]]) -> Architecture:
+        """The discrete architecture of continuous option strengths (e.g. softmax(alpha) of DARTS):
+        per decision, its max(1, min_k) strongest options. Spaces with a rule of their own (DARTS
+        cells: two inputs per node) override it."""
+        choices = {}
+        for d in self.decisions:
+            row = list(strengths[d.name])
+            check(
+                len(row) == len(d.options),
+                f"derive: {len(row)} strengths for decision {d.name!r}, expected {len(d.options)}",
+            )
+            order = sorted(range(len(row)), key=lambda j: -row[j])
+            choices[d.name] = [d.options[j] for j in order[: max(1, d.min_k)]]
+        return self.simplify(self.architecture(choices))
+
     # -- counting and sampling ----------------------------------------------------------------
     def count(self) -> int:
         """Number of architectures in the space."""

@@ -17,7 +17,7 @@ edges for 4 nodes), the default; `BAYESNAS_EDGES`, the 8-edge cells of the Bayes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nas.errors import check
 from nas.spaces.base import Architecture, Decision, SearchSpace
@@ -179,6 +179,28 @@ class DartsCellSpace(SearchSpace):
             "reduce_edges": list(self.edges["reduce"]),
             "nodes": self.num_nodes,
         }
+
+    def derive(
+        self, strengths: Mapping[str, Sequence[float]], inputs_per_node: int = 2
+    ) -> Architecture:
+        """DARTS's discretisation: on every edge its strongest op; into every node the
+        `inputs_per_node` edges whose strongest op is strongest; the other edges absent."""
+        choices: dict[str, tuple[str, ...]] = {}
+        for cell in CELLS:
+            best: dict[str, tuple[float, str]] = {}
+            for edge in self.edges[cell]:
+                row = list(strengths[f"{cell}/{edge}"])
+                j = max(range(len(row)), key=lambda i: row[i])
+                best[edge] = (row[j], self.ops[j])
+            for edge in self.edges[cell]:
+                target = parse_edge(edge)[1]
+                rivals = sorted(
+                    (e for e in self.edges[cell] if parse_edge(e)[1] == target),
+                    key=lambda e: -best[e][0],
+                )
+                kept = edge in rivals[:inputs_per_node]
+                choices[f"{cell}/{edge}"] = (best[edge][1],) if kept else ()
+        return self.simplify(Architecture(self, choices))
 
     def simplify(self, arch: Architecture) -> Architecture:
         """`arch` without the ops on edges out of dead nodes, repeated until none is left.

@@ -1,0 +1,225 @@
+"""What the differentiable methods share: architecture parameters α, their optimiser and data, and
+the derived architecture.
+
+α holds one logit per option of every decision, plus a "none" logit for decisions that may choose
+nothing (an edge that may be absent: `min_k = 0`), as DARTS's `none` op (it takes probability mass
+and contributes zeros). α trains on minibatches of the validation split (the bilevel problem's upper
+level; DARTS's 50/50 split of the training images), with Adam outside the trainer's optimiser, so
+the trainer counts weight steps only. The weights train on the training split with SGD (Nesterov
+off), cosine annealing per epoch to `lr_min`, masked L2 (every path is on: plain decay of conv and
+linear weights). At the end of training the derived architecture (`SearchSpace.derive` of the
+option probabilities, "none" left out) is written as a search result to `<run>/search/<method>/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.checkpointing import check_finite_loss
+from nas.errors import check
+from nas.methods.derived import validation_accuracy, write_derived
+from nas.modules.supernet import OneShotModule
+from nas.samplers.base import Sampler
+from nas.spaces import Architecture, SearchSpace, Weights, build_space
+
+
+class AlphaWeights(Sampler):
+    """Validation and test use the module's `eval_path_weights` (e.g. softmax(α) for DARTS)."""
+
+    def __init__(self, module: AlphaModule):
+        self.module = module
+
+    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
+        with torch.no_grad():
+            return self.module.eval_path_weights()
+
+    def spec(self) -> dict:
+        return {"name": f"{self.module.method}_alpha"}
+
+
+class AlphaModule(OneShotModule):
+    """A supernet trained jointly with architecture parameters α (subclasses: DARTS, GDAS)."""
+
+    method = "alpha"
+
+    def __init__(
+        self,
+        space: SearchSpace | Mapping,
+        none_op: bool = True,
+        arch_lr: float = 3e-4,
+        arch_beta1: float = 0.5,
+        arch_weight_decay: float = 1e-3,
+        arch_seed: int = 0,
+        lr_min: float = 1e-3,
+        filters: int = 16,
+        cells: int = 6,
+        stages: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        ghost_size: int = 64,
+        eval_ghost_size: int | None = None,
+        lr: float = 0.025,
+        momentum: float = 0.9,
+        l2: float = 3e-4,
+        mask_seed: int = 0,
+    ):
+        space = build_space(space)
+        check(arch_lr > 0, f"model.arch_lr={arch_lr!r} must be > 0 (DARTS: 3e-4)")
+        check(0 <= arch_beta1 < 1, f"model.arch_beta1={arch_beta1!r} must lie in [0, 1)")
+        check(arch_weight_decay >= 0, f"model.arch_weight_decay={arch_weight_decay!r} must be >= 0")
+        check(0 <= lr_min < lr, f"model.lr_min={lr_min!r} must lie in [0, model.lr={lr})")
+        super().__init__(
+            space,
+            AlphaWeights(self),
+            filters=filters,
+            cells=cells,
+            stages=stages,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            ghost_size=ghost_size,
+            eval_ghost_size=eval_ghost_size,
+            lr=lr,
+            momentum=momentum,
+            nesterov=False,
+            l2=l2,
+            lr_schedule="constant",
+            mask_seed=mask_seed,
+        )
+        for key in ("sampler", "lr_schedule", "warmup_steps", "nesterov"):  # fixed here
+            self.hparams.pop(key, None)
+        self.has_none = [none_op and d.min_k == 0 for d in space.decisions]
+        # DARTS initialises α to 1e-3 · N(0, 1)
+        init = torch.Generator().manual_seed(arch_seed)
+        self.alpha = nn.ParameterList(
+            nn.Parameter(1e-3 * torch.randn(len(d.options) + extra, generator=init))
+            for d, extra in zip(space.decisions, self.has_none, strict=True)
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            self.alpha.parameters(),
+            lr=arch_lr,
+            betas=(arch_beta1, 0.999),
+            weight_decay=arch_weight_decay,
+        )
+
+    # -- α ----------------------------------------------------------------------------------------
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """softmax(α) per decision, over its options (and "none", last, where it has one)."""
+        return {d.name: a.softmax(0) for d, a in zip(self.space.decisions, self.alpha, strict=True)}
+
+    def option_probabilities(self) -> dict[str, list[float]]:
+        """The probabilities of the real options (no "none"), for derivation and logs."""
+        probs = self.probabilities()
+        return {d.name: probs[d.name][: len(d.options)].tolist() for d in self.space.decisions}
+
+    def eval_path_weights(self) -> Weights:
+        """Path weights of validation and test; subclasses decide (DARTS: softmax(α))."""
+        raise NotImplementedError
+
+    def train_path_weights(self, ghosts: int) -> Weights:
+        """Path weights of a training step, carrying gradients to α."""
+        raise NotImplementedError
+
+    def derived(self) -> Architecture:
+        return self.space.derive(self.option_probabilities())
+
+    # -- data of the upper level --------------------------------------------------------------
+    def arch_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The α step's minibatch: the validation split in a fresh permutation per pass, chosen by
+        the step number alone (so a resumed run draws the same batches)."""
+        datamodule = self.trainer.datamodule
+        split = getattr(datamodule, "val_split", None)
+        check(
+            split is not None and hasattr(datamodule, "normalize"),
+            f"{type(self).__name__} trains α on the validation split of an in-memory dataset; "
+            f"{type(datamodule).__name__} has none",
+        )
+        size = min(datamodule.batch_size, len(split))
+        per_pass = len(split) // size
+        step = self.global_step
+        seed = np.random.SeedSequence([self.hparams.arch_seed, step // per_pass])
+        order = torch.randperm(
+            len(split), generator=torch.Generator().manual_seed(int(seed.generate_state(1)[0]))
+        )
+        index = order[(step % per_pass) * size : (step % per_pass + 1) * size]
+        x = datamodule.normalize(split.images[index].to(self.device))
+        return x, split.labels[index].to(self.device)
+
+    def loss(self, x, y, weights) -> torch.Tensor:
+        return F.cross_entropy(self.supernet(x, weights, self.hparams.ghost_size), y)
+
+    def arch_gradients(self, x, y, xv, yv) -> list[torch.Tensor]:
+        """∂L_val/∂α (first order); subclasses may do better (DARTS second order)."""
+        ghosts = -(-xv.shape[0] // self.hparams.ghost_size)
+        loss = self.loss(xv, yv, self.train_path_weights(ghosts))
+        grads = torch.autograd.grad(loss, list(self.alpha), allow_unused=True)
+        # a decision whose sampled option has no module (e.g. "none") gets no gradient this step
+        return [
+            torch.zeros_like(a) if g is None else g for a, g in zip(self.alpha, grads, strict=True)
+        ]
+
+    # -- training -------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        xv, yv = self.arch_batch()
+        grads = self.arch_gradients(x, y, xv, yv)
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        for a, g in zip(self.alpha, grads, strict=True):
+            a.grad = g.detach()
+        self.arch_optimizer.step()
+        ghosts = -(-x.shape[0] // self.hparams.ghost_size)
+        weights = {k: v.detach() for k, v in self.train_path_weights(ghosts).items()}
+        logits = self.supernet(x, weights, self.hparams.ghost_size)
+        ce = F.cross_entropy(logits, y)
+        l2 = self.supernet.l2_penalty(weights) if self.hparams.l2 else torch.zeros(())
+        loss = ce + 0.5 * self.hparams.l2 * l2
+        check_finite_loss(self, loss)
+        self.train_acc(logits, y)
+        self.log("train/loss", ce, prog_bar=True)
+        self.log("train/acc", self.train_acc, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        entropy = sum(
+            float(-(p * p.clamp_min(1e-12).log()).sum()) for p in self.probabilities().values()
+        )
+        self.log(f"{self.method}/alpha_entropy", entropy)
+
+    def configure_optimizers(self):
+        """SGD on the weights, cosine annealing per epoch from lr to lr_min (DARTS)."""
+        h = self.hparams
+        optimizer = torch.optim.SGD(self.supernet.parameters(), lr=h.lr, momentum=h.momentum)
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=h.lr_min)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["arch_optimizer"] = self.arch_optimizer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if "arch_optimizer" in checkpoint:
+            self.arch_optimizer.load_state_dict(checkpoint["arch_optimizer"])
+
+    def on_fit_end(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        arch = self.derived()
+        score = validation_accuracy(self, self.space.encode([arch]))
+        probs = self.option_probabilities()
+        write_derived(
+            self,
+            arch,
+            Path(self.trainer.default_root_dir) / "search" / self.method,
+            score,
+            {"probabilities": probs},
+        )
