@@ -56,7 +56,15 @@ def vgg_units(width: float = 1.0) -> list[Unit]:
     for channels in (64, 128, 256):
         for pool in (False, True):
             units.append(
-                Unit("conv", _scaled(channels, width), kernel=3, padding=1, bias=False, bn=True, pool=pool)
+                Unit(
+                    "conv",
+                    _scaled(channels, width),
+                    kernel=3,
+                    padding=1,
+                    bias=False,
+                    bn=True,
+                    pool=pool,
+                )
             )
     units.append(Unit("linear", _scaled(256, width)))
     return units
@@ -89,7 +97,9 @@ class SwitchedNet(nn.Module):
         )
         if widths is not None:
             check(len(widths) == len(units), f"widths {list(widths)}: one per unit ({len(units)})")
-            units = [Unit(**{**u.__dict__, "out": int(w)}) for u, w in zip(units, widths, strict=True)]
+            units = [
+                Unit(**{**u.__dict__, "out": int(w)}) for u, w in zip(units, widths, strict=True)
+            ]
         self.units = list(units)
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -150,7 +160,9 @@ class SwitchedNet(nn.Module):
             s.shape == self.switches.shape,
             f"switches of shape {tuple(s.shape)}, expected {tuple(self.switches.shape)}",
         )
-        for i, (unit, layer, norm) in enumerate(zip(self.units, self.layers, self.norms, strict=True)):
+        for i, (unit, layer, norm) in enumerate(
+            zip(self.units, self.layers, self.norms, strict=True)
+        ):
             if unit.kind == "linear" and x.dim() > 2:
                 x = x.flatten(1)
             x = F.relu(norm(layer(x)))
