@@ -1,4 +1,8 @@
-"""Rank architectures with a trained supernet: `python search.py experiment=quickstart ckpt=<last.ckpt>`."""
+"""Rank architectures with a trained supernet: `python search.py experiment=quickstart ckpt=<last.ckpt>`.
+
+ckpt may also be a directory of few-shot sub-supernets (the sweep of `experiment=quickstart_fewshot`):
+each architecture is then scored by the sub-supernet that holds it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, device_of
-from nas.search.checkpoint import load_supernet_module, run_dir_of
+from nas.search.checkpoint import run_dir_of
+from nas.search.fewshot_routing import load_supernets
 from nas.search.run import search, write_outputs
 
 OmegaConf.register_new_resolver("run_dir_of", run_dir_of, replace=True)
@@ -31,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
         check_overrides_used("search.py", IGNORED, INSTEAD)
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
-        module = load_supernet_module(cfg.ckpt, device)
+        module = load_supernets(cfg.ckpt, device)  # a list for a directory of sub-supernets
         datamodule = hydra.utils.instantiate(cfg.dataset)
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
         name = strategy.pop("name")
@@ -46,8 +51,9 @@ def run(cfg: DictConfig) -> dict:
             autocast_dtype=autocast,
             **OmegaConf.to_container(cfg.search, resolve=True),
         )
+        space = (module[0] if isinstance(module, list) else module).space
         with store:
-            outputs = write_outputs(store, module.space, cfg.out_dir, **cfg.selection)
+            outputs = write_outputs(store, space, cfg.out_dir, **cfg.selection)
             if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
                 from nas.studies.wandb_log import publish_search
 

@@ -197,3 +197,14 @@ def test_killed_mid_phase_b_and_resumed_equals_uninterrupted(tmp_path_factory):
     assert _last(run)["global_step"] == 6
     _train_in_process(run, *overrides, "resume=true")
     _assert_same_end(reference, run)
+
+
+def test_update_stays_exact_for_tiny_gamma_and_prunes_switches_without_curvature():
+    ard = HierarchicalARD([0.1] * 3, [-1] * 3)  # float32, as in training
+    ard.gamma = torch.tensor([1e-6, 0.0, 1.0])
+    ard.update(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.01, 0.01, 0.0]))
+    # ω² = Ĥ / (1 + γĤ) with Ĥ = 0.1: the textbook form 1/γ − C/γ² loses it at γ = 1e-6 in float32
+    assert float(ard.omega[0]) == pytest.approx(math.sqrt(0.1 / (1 + 1e-7)), rel=1e-6)
+    assert float(ard.omega[1]) == pytest.approx(math.sqrt(0.1), rel=1e-6)  # γ = 0: finite
+    assert float(ard.gamma[2]) == 0.0  # no curvature: the loss does not see it, no evidence
+    assert bool(torch.isfinite(ard.penalty(torch.ones(3))))

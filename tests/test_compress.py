@@ -242,7 +242,9 @@ def test_train_writes_compression_json(tmp_path):
     train.train(compose_config("train", RUN, tmp_path))
     compression = json.loads((tmp_path / "compression.json").read_text())
     result = json.loads((tmp_path / "result.json").read_text())
-    assert compression["params_pruned"] <= compression["params_dense"] == 61706 - 400 * 120 + 64 * 120
+    assert (
+        compression["params_pruned"] <= compression["params_dense"] == 61706 - 400 * 120 + 64 * 120
+    )
     assert compression["ard_updates"] == 2 and compression["epochs"] == 3
     assert len(compression["layers"]) == 4
     assert 0 < compression["kept_fraction"] <= 1
@@ -276,3 +278,15 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     resumed = json.loads((run / "compression.json").read_text())
     assert resumed.pop("layers") == expected.pop("layers")
     assert resumed == pytest.approx(expected)
+
+
+def test_model_config_lists_every_setting():
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    cfg = OmegaConf.load(ROOT / "conf" / "model" / "bayes_compress.yaml")
+    settings = set(inspect.signature(BayesCompressionModule).parameters)
+    assert set(cfg) - {"_target_", "_partial_"} == settings - {"num_classes", "in_channels"}

@@ -6,8 +6,9 @@ one Laplace step updates, element-wise (Zhou et al. 2019, as in the authors' `Al
 
     Ĥ_i = H_i / λ_i                       (H: diagonal Hessian of the data loss w.r.t. s)
     C_i = (1/γ_i + Ĥ_i)^-1                (posterior variance)
-    ω_i = sqrt(|1/γ_i - C_i/γ_i²|)        (new lasso weight, from the old γ)
-    γ_i = |s_i| / ω_i                     (new prior variance)
+    ω_i = sqrt(|1/γ_i - C_i/γ_i²|)        (new lasso weight, from the old γ; computed as the equal
+                                           sqrt(Ĥ_i / (1 + γ_i Ĥ_i)), which stays exact for small γ)
+    γ_i = |s_i| / ω_i                     (new prior variance; 0 where Ĥ_i = 0: no evidence)
     γ_child = (1/γ_child + 1/γ_parent)^-1 (hierarchy: an edge's switch governs its ops' switches)
 
 A group of several switches would use ‖s_g‖₂ and Σ over the group in ω; here every switch is its own
@@ -68,11 +69,15 @@ class HierarchicalARD(nn.Module):
             f"ARD update: switches {tuple(s.shape)} and hessian {tuple(h.shape)} must both be "
             f"{tuple(self.gamma.shape)}",
         )
-        gamma = self.gamma.clamp_min(torch.finfo(self.gamma.dtype).tiny)
+        gamma = self.gamma
         scaled = h / self.lambdas
-        self.variance = 1 / (1 / gamma + scaled)
-        self.omega = (1 / gamma - self.variance / gamma**2).abs().sqrt()
-        self.gamma = s.abs() / self.omega.clamp_min(torch.finfo(self.omega.dtype).tiny)
+        self.variance = gamma / (1 + gamma * scaled)  # = (1/γ + Ĥ)^-1, also at γ = 0
+        # ω² = 1/γ − C/γ² = Ĥ / (1 + γĤ): the same value without cancelling two large terms
+        self.omega = (scaled / (1 + gamma * scaled)).sqrt()
+        # no curvature (Ĥ = 0): the switch does not change the loss, no evidence for it: γ = 0
+        self.gamma = torch.where(
+            scaled > 0, s.abs() / self.omega.clamp_min(torch.finfo(self.omega.dtype).tiny), 0.0
+        )
         self.hessian = h
         self.gamma = self.hierarchical(self.gamma)
         self.updates += 1

@@ -241,13 +241,14 @@ class BayesCompressionModule(ClassifierModule):
 
     @torch.no_grad()
     def ard_step(self, switches: torch.Tensor, hessian: torch.Tensor) -> None:
-        """`HierarchicalARD.update` with two guards (docs/compress.md):
+        """`HierarchicalARD.update` with guards (docs/compress.md; the ARD state is float64):
 
         - γ is raised to GAMMA_MIN first (the step divides by γ²);
-        - a group with zero curvature (its channels never change the logits on the Hessian
-          batches: a dead ReLU unit, or nothing downstream reads it) carries no evidence; the step
-          would give it ω = 0 and γ = |s| / 0 (the largest γ of all), so its γ is set to 0 instead:
-          irrelevant, as sparse Bayesian learning prunes a basis function that explains nothing.
+        - a group without evidence (zero curvature: its channels never change the logits on the
+          Hessian batches, a dead ReLU unit or one nothing downstream reads; or curvature below
+          `min_curvature` times the largest of its layer) would get ω ≈ 0 and γ ≈ |s| / 0, the
+          largest γ of its layer; its γ is set to 0 instead: irrelevant, as sparse Bayesian
+          learning prunes a basis function that explains nothing.
         """
         self.ard.gamma.clamp_(min=GAMMA_MIN)
         self.ard.update(switches, hessian)

@@ -14,8 +14,11 @@ from nas.samplers.base import LEGACY_KEYS, sampler_spec
 
 
 def run_dir_of(ckpt: str) -> str:
-    """The run directory of a checkpoint (`<run>/checkpoints/x.ckpt` -> `<run>`)."""
+    """The run directory of a checkpoint (`<run>/checkpoints/x.ckpt` -> `<run>`); a directory of
+    several supernets (e.g. a sweep of few-shot sub-supernets) is its own."""
     path = Path(str(ckpt)).expanduser().resolve()
+    if path.is_dir():
+        return str(path)
     return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
 
 
@@ -38,6 +41,8 @@ def load_supernet_module(ckpt: str, device: torch.device):
     kwargs = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
     if "sampler" in inspect.signature(cls).parameters:
         kwargs["sampler"] = sampler_spec(raw["hyper_parameters"])
+    if "load_parent" in inspect.signature(cls).parameters:  # its own weights are loaded next
+        kwargs["load_parent"] = False
     module = cls(**kwargs)
     module.load_state_dict(raw["state_dict"])
     module.on_load_checkpoint(raw)

@@ -32,6 +32,7 @@ from nas.search.evaluator import (
     default_batch_archs,
     default_channels_last,
 )
+from nas.search.fewshot_routing import route
 from nas.search.selection import (
     all_on,
     one_shot_small,
@@ -64,10 +65,15 @@ def search(
 ) -> ResultsStore:
     """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable).
 
+    module: a supernet module, or a list of few-shot sub-supernets (each architecture is scored by
+    the one that holds it: `nas.search.fewshot_routing.route`).
+
     batch_archs: architectures per pass ("auto": what pays on `device`, see `default_batch_archs`).
     bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
     each architecture's child with BN statistics re-estimated on N fixed training batches (SPOS).
     """
+    modules = list(module) if isinstance(module, list | tuple) else [module]
+    module = modules[0]  # the others share its space and network (checked by `route`)
     space, h = module.space, module.hparams
     datamodule.setup("validate")
     check(
@@ -93,17 +99,23 @@ def search(
     images = datamodule.normalize(val.images.to(device))
     network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
-    evaluator = OneShotEvaluator(
-        module.supernet,
-        images,
-        val.labels.to(device),
-        batch,
-        ghost,
-        sizes,
-        autocast_dtype,
-        _recalibration_batches(datamodule, bn_recalibration_batches, device),
-        channels_last=default_channels_last(device),
-    )
+    labels = val.labels.to(device)
+    recalibration = _recalibration_batches(datamodule, bn_recalibration_batches, device)
+    evaluators = [
+        OneShotEvaluator(
+            m.supernet,
+            images,
+            labels,
+            batch,
+            ghost,
+            sizes,
+            autocast_dtype,
+            recalibration,
+            channels_last=default_channels_last(device),
+        )
+        for m in modules
+    ]
+    evaluator = route(modules, evaluators)
     # Built first: a bad strategy setting must not leave a new results store behind.
     chosen = build_strategy(
         strategy, space, random.Random(seed), module, **dict(strategy_kwargs or {})
