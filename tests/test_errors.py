@@ -387,7 +387,11 @@ METHOD_VALUES = [
     ("experiment=smoke_enas", "sampler=uniform", "sampler=uniform: model=ENASModule does not read"),
     ("experiment=smoke_enas", "model.controller_steps=-1", "model.controller_steps=-1 must be"),
     ("experiment=smoke_enas", "model.controller.hidden=0", "controller.hidden=0 must be"),
-    ("experiment=smoke_enas", "model.reward_batch_size=1000", "model.reward_batch_size=1000 exceeds"),
+    (
+        "experiment=smoke_enas",
+        "model.reward_batch_size=1000",
+        "model.reward_batch_size=1000 exceeds",
+    ),
     ("experiment=smoke_enas", "model.lr_min=1.0", "model.lr_min=1.0 must lie in [0, model.lr"),
     ("experiment=smoke_bayesnas", "model.tau=1.5", "model.tau=1.5 must lie in (0, 1)"),
     ("experiment=smoke_bayesnas", "model.hessian=exact", "model.hessian='exact' must be one of"),

@@ -101,6 +101,7 @@ class BayesNASModule(OneShotModule):
         tau: float = 1e-2,
         hessian: str = "ggn",
         hessian_batches: int = 4,
+        hessian_examples: int | None = None,
         hutchinson_probes: int = 16,
         filters: int = 16,
         cells: int = 6,
@@ -128,6 +129,12 @@ class BayesNASModule(OneShotModule):
         check(switch_lr > 0, f"model.switch_lr={switch_lr!r} must be > 0 (the code: 0.1)")
         check(0 < tau < 1, f"model.tau={tau!r} must lie in (0, 1): prune below tau * max gamma")
         check(hessian in HESSIANS, f"model.hessian={hessian!r} must be one of {list(HESSIANS)}")
+        check(
+            hessian_examples is None
+            or (isinstance(hessian_examples, int) and hessian_examples >= 1),
+            f"model.hessian_examples={hessian_examples!r} must be null (the whole batch) or an "
+            "integer >= 1",
+        )
         for key, value in (
             ("hessian_batches", hessian_batches),
             ("hutchinson_probes", hutchinson_probes),
@@ -197,10 +204,12 @@ class BayesNASModule(OneShotModule):
         total = torch.zeros_like(self.switches.values)
         batches = _fixed_batches(self.trainer.datamodule, h.hessian_batches, self.device)
         generator = torch.Generator().manual_seed(int(self.ard.updates))
-        for x, y in batches:
+        n = h.hessian_examples or batches[0][0].shape[0]
+        ghost = min(h.ghost_size, n)
+        for x, y in ((x[:n], y[:n]) for x, y in batches):
 
             def logits_of(s, x=x):
-                return self.supernet(x, self.switches.weights(s), h.ghost_size)
+                return self.supernet(x, self.switches.weights(s), ghost)
 
             if h.hessian == "ggn":
                 total += ggn_diagonal(logits_of, self.switches.values)

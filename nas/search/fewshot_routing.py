@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from nas.errors import check
+from nas.methods.fewshot import NETWORK
 from nas.spaces.base import Architecture
 
-NETWORK = ("filters", "cells", "stages", "num_classes", "in_channels")
 Evaluator = Callable[[Sequence[Architecture]], Sequence[Mapping]]
 
 
