@@ -208,3 +208,23 @@ def test_update_stays_exact_for_tiny_gamma_and_prunes_switches_without_curvature
     assert float(ard.omega[1]) == pytest.approx(math.sqrt(0.1), rel=1e-6)  # γ = 0: finite
     assert float(ard.gamma[2]) == 0.0  # no curvature: the loss does not see it, no evidence
     assert bool(torch.isfinite(ard.penalty(torch.ones(3))))
+
+
+def test_planted_useless_paths_of_a_supernet_are_pruned(tmp_path):
+    """NAS-Bench-201 edges with ops {none, conv 3x3}: a none path outputs zeros whatever its switch
+    (provably useless), a conv path carries the signal. Trained BayesNAS must prune every none and
+    keep every conv."""
+    overrides = [
+        *SMOKE,
+        "search_space=nb201",
+        "search_space.ops=[none,nor_conv_3x3]",
+        "~search_space.num_blocks",
+    ]
+    _train_in_process(tmp_path, *overrides)
+    state = _last(tmp_path)["state_dict"]
+    space = Architecture.load(tmp_path / "search" / "bayesnas" / "derived_arch.json").space
+    gamma = dict(zip(Switches(space).keys, state["ard.gamma"].tolist(), strict=True))
+    assert all(g == 0 for (_, op), g in gamma.items() if op == "none")
+    assert all(g > 0 for (_, op), g in gamma.items() if op == "nor_conv_3x3")
+    arch = Architecture.load(tmp_path / "search" / "bayesnas" / "derived_arch.json")
+    assert all(arch[d.name] == ("nor_conv_3x3",) for d in space.decisions)
