@@ -181,10 +181,19 @@ class ENASModule(OneShotModule):
     def _write_greedy(self) -> None:
         """The controller's current favourite, in `<log dir>/greedy_arch.json` and the console."""
         arch = self.controller.greedy()
-        if self.trainer.is_global_zero and self.trainer.log_dir:
+        if not self.trainer.is_global_zero:
+            return
+        if self.trainer.log_dir:
             write_text(
                 f"{self.trainer.log_dir}/greedy_arch.json",
                 json.dumps(arch.to_dict(), indent=2) + "\n",
+            )
+        if hasattr(self.logger, "log_text"):  # W&B: a row per epoch in the run's tables
+            choices = json.dumps({k: list(v) for k, v in arch.choices.items()})
+            self.logger.log_text(
+                "controller/greedy",
+                columns=["epoch", "arch_id", "choices"],
+                data=[[self.current_epoch, arch.id, choices]],
             )
 
     # -- optimisers and state -----------------------------------------------------------------

@@ -171,6 +171,22 @@ class DartsCellSpace(SearchSpace):
         """Every earlier node into every intermediate node (the DARTS DAG; the default)."""
         return cls(ops, None, None, nodes)
 
+    def to_genotype(self, arch: Architecture) -> str:
+        """DARTS's genotype text of `arch` (see `nas.spaces.darts_cell.genotype`)."""
+        from nas.spaces.darts_cell.genotype import to_genotype
+
+        check(
+            arch.space.fingerprint == self.fingerprint,
+            "to_genotype: the architecture is not from this darts_cell space",
+        )
+        return to_genotype(arch)
+
+    def from_genotype(self, text: str) -> Architecture:
+        """The architecture of a DARTS genotype text (see `nas.spaces.darts_cell.genotype`)."""
+        from nas.spaces.darts_cell.genotype import from_genotype
+
+        return from_genotype(text, self)
+
     def spec(self) -> dict:
         return {
             "name": self.name,
