@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -94,15 +95,17 @@ def test_bad_settings_refused(v2):
         DartsEvalNetwork(v2, cells=2)
 
 
-def test_module_loss_and_genotype_arch(v2):
+def test_module_reads_a_genotype(v2):
     torch.manual_seed(0)
     module = DartsEvalModule(DARTS_V2, **TINY)
     assert module.arch == v2 and module.hparams.arch_id == v2.id
-    loss = module.training_step((_x(), torch.tensor([0, 1, 2, 3])), 0)
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    logits, aux = module.train()(_x())
+    assert logits.shape == aux.shape == (4, 10)
+    assert module.eval()(_x()).shape == (4, 10)
+    assert module.num_params == module.net.num_params()
 
 
-def test_one_training_step_through_train(tmp_path, v2):
+def test_training_steps_through_train(tmp_path, v2):
     import train
 
     arch_file = tmp_path / "derived_arch.json"
@@ -121,7 +124,7 @@ def test_one_training_step_through_train(tmp_path, v2):
             "logger=csv",
             "model.filters=4",
             "model.cells=5",
-            "trainer.max_epochs=1",
+            "trainer.max_epochs=2",
             "trainer.log_every_n_steps=1",
             "trainer.enable_progress_bar=false",
         ],
@@ -130,4 +133,9 @@ def test_one_training_step_through_train(tmp_path, v2):
     train.train(cfg)
     result = json.loads((run / "result.json").read_text())
     assert result["kind"] == "DartsEvalModule" and result["arch_id"] == v2.id
-    assert result["steps"] == 1 and "test_acc" in result
+    assert result["steps"] == 2 and "test_acc" in result  # one step per epoch
+    (path,) = run.rglob("metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert any(r.get("train/aux_loss") for r in rows)
+    drop = [float(r["train/drop_prob"]) for r in rows if r.get("train/drop_prob")]
+    assert drop == pytest.approx([0.0, 0.2 * 1 / 2])  # drop_path · epoch / epochs

@@ -74,7 +74,7 @@ class DartsEvalModule(ClassifierModule):
             self.logger.log_metrics({"model/params": float(self.num_params)}, step=0)
 
     def on_train_epoch_start(self) -> None:
-        epochs = max(1, int(self.trainer.max_epochs or 1))
+        epochs = self._epochs()
         self.net.drop_prob = self.hparams.drop_path * self.current_epoch / epochs
         self.log("train/drop_prob", self.net.drop_prob)
 
@@ -97,12 +97,22 @@ class DartsEvalModule(ClassifierModule):
         super().test_step(batch, batch_idx)
         self.log("test/params", float(self.num_params))
 
+    def _epochs(self) -> int:
+        """trainer.max_epochs: the length of the cosine and drop-path schedules."""
+        epochs = self.trainer.max_epochs
+        check(
+            isinstance(epochs, int) and epochs >= 1,
+            f"trainer.max_epochs={epochs!r}: DartsEvalModule schedules the learning rate and "
+            f"drop-path per epoch; set trainer.max_epochs >= 1 (DARTS: 600)",
+        )
+        return epochs
+
     def configure_optimizers(self):
         h = self.hparams
         optimizer = torch.optim.SGD(
             self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay
         )
-        epochs = max(1, int(self.trainer.max_epochs or 1))
+        epochs = self._epochs()
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
         return {
             "optimizer": optimizer,
