@@ -411,3 +411,26 @@ def test_bad_values_are_named():
         SyntheticDataModule(batch_size=600).setup()
     with pytest.raises(NasError, match="call setup"):
         _ = SyntheticDataModule().mean
+
+
+def test_cutout_zeroes_the_clipped_square_around_a_random_centre():
+    from nas.data.batching import cutout
+
+    images = torch.ones(500, 2, 32, 32)
+    out = cutout(images, 16, torch.Generator().manual_seed(0))
+    zeros = (out == 0).all(1)  # [N, H, W]: a pixel is cut in every channel or in none
+    assert bool(((out == 0) == zeros.unsqueeze(1)).all())
+    for mask in zeros:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert int(mask.sum()) == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert 8 <= len(rows) <= 16 and 8 <= len(cols) <= 16  # clipped at the borders
+        assert len(rows) == 16 or rows[0] == 0 or rows[-1] == 31
+    full = [bool(m.sum() == 256) for m in zeros]
+    assert 0.2 < sum(full) / len(full) < 0.4  # centre in [8, 24) on both axes: (16/32)^2
+
+
+def test_bad_cutout_is_refused():
+    from nas.data import CIFAR10DataModule
+
+    with pytest.raises(NasError, match="cutout=-1"):
+        CIFAR10DataModule(cutout=-1)

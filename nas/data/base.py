@@ -19,6 +19,7 @@ from nas.data.batching import (
     TensorBatchDataset,
     augment,
     channel_stats,
+    cutout,
     passthrough,
 )
 from nas.errors import NasError, check
@@ -52,12 +53,18 @@ class TensorImageDataModule(L.LightningDataModule):
         flip: bool,
         val_size: int,
         train_subset: int | None,
+        cutout: int = 0,
     ) -> None:
         super().__init__()
         check(batch_size >= 1, f"batch_size={batch_size}: expected >= 1")
         check(eval_batch_size >= 1, f"eval_batch_size={eval_batch_size}: expected >= 1")
         check(pad >= 0, f"pad={pad}: expected >= 0 pixels of zero padding (0 turns cropping off)")
         check(val_size >= 1, f"val_size={val_size}: expected >= 1 validation examples")
+        check(
+            isinstance(cutout, int) and cutout >= 0,
+            f"cutout={cutout!r}: expected 0 (off) or the side in pixels of the square zeroed per "
+            "training image (DARTS: 16)",
+        )
         check(
             train_subset is None or train_subset >= 1,
             f"train_subset={train_subset}: expected None (all) or >= 1 training examples",
@@ -72,6 +79,7 @@ class TensorImageDataModule(L.LightningDataModule):
         self.flip = flip
         self.val_size = val_size
         self.train_subset = train_subset
+        self.cutout = cutout
         self.train_split: Split | None = None
         self.val_split: Split | None = None
         self.test_split: Split | None = None
@@ -209,7 +217,11 @@ class TensorImageDataModule(L.LightningDataModule):
         """On the device: augment uint8 images when training, then normalise to float32."""
         images, labels = batch
         trainer = self.trainer
-        if trainer is not None and trainer.training:
+        training = trainer is not None and trainer.training
+        if training:
             # Augmenting before normalising makes the padding black, as in the usual CIFAR recipe.
             images = augment(images, self.pad, self.flip)
-        return self.normalize(images), labels
+        images = self.normalize(images)
+        if training and self.cutout:  # after normalising, as DARTS: the square is the mean colour
+            images = cutout(images, self.cutout)
+        return images, labels

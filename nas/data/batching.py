@@ -177,6 +177,27 @@ def augment(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def cutout(
+    images: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017, as DARTS applies it): per example, zero a size x size square
+    centred on a uniformly drawn pixel, clipped at the borders. `images` is [N, C, H, W]."""
+    check(size >= 1, f"cutout: size must be >= 1 pixel, got {size}")
+    n, _, height, width = images.shape
+    device = images.device
+    cy = torch.randint(0, height, (n, 1, 1), generator=generator, device=device)
+    cx = torch.randint(0, width, (n, 1, 1), generator=generator, device=device)
+    rows = torch.arange(height, device=device).view(1, -1, 1)
+    cols = torch.arange(width, device=device).view(1, 1, -1)
+    inside = (
+        (rows >= cy - size // 2)
+        & (rows < cy + size - size // 2)
+        & (cols >= cx - size // 2)
+        & (cols < cx + size - size // 2)
+    )
+    return images.masked_fill(inside.unsqueeze(1), 0)
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and std, in [0, 1] units, of uint8 images [N, C, H, W]."""
     check(images.dtype == torch.uint8, f"channel_stats needs uint8 images, got {images.dtype}")

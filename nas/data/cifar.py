@@ -31,6 +31,7 @@ class _CifarDataModule(TensorImageDataModule):
         val_size: int,
         train_subset: int | None,
         download: bool,
+        cutout: int = 0,
     ) -> None:
         super().__init__(
             num_classes=self.NUM_CLASSES,
@@ -43,6 +44,7 @@ class _CifarDataModule(TensorImageDataModule):
             flip=flip,
             val_size=val_size,
             train_subset=train_subset,
+            cutout=cutout,
         )
         self.data_dir = data_dir
         self.download = download
@@ -104,9 +106,19 @@ class CIFAR10DataModule(_CifarDataModule):
         val_size: int = 5000,
         train_subset: int | None = None,
         download: bool = True,
+        cutout: int = 0,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, eval_batch_size, seed, pad, flip, val_size, train_subset, download
+            data_dir,
+            batch_size,
+            eval_batch_size,
+            seed,
+            pad,
+            flip,
+            val_size,
+            train_subset,
+            download,
+            cutout,
         )
         self.save_hyperparameters()
 
@@ -129,8 +141,18 @@ class CIFAR100DataModule(_CifarDataModule):
         val_size: int = 5000,
         train_subset: int | None = None,
         download: bool = True,
+        cutout: int = 0,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, eval_batch_size, seed, pad, flip, val_size, train_subset, download
+            data_dir,
+            batch_size,
+            eval_batch_size,
+            seed,
+            pad,
+            flip,
+            val_size,
+            train_subset,
+            download,
+            cutout,
         )
         self.save_hyperparameters()
