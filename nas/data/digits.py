@@ -28,6 +28,7 @@ class DigitsDataModule(TensorImageDataModule):
         test_size: int = 300,
         train_subset: int | None = None,
         image_size: int = 8,
+        cutout: int = 0,
     ) -> None:
         check(
             image_size >= 8,
@@ -45,6 +46,7 @@ class DigitsDataModule(TensorImageDataModule):
             flip=flip,
             val_size=val_size,
             train_subset=train_subset,
+            cutout=cutout,
         )
         self.test_size = test_size
         self.save_hyperparameters()

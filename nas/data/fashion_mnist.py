@@ -101,6 +101,7 @@ class FashionMNISTDataModule(TensorImageDataModule):
         val_size: int = 5000,
         train_subset: int | None = None,
         download: bool = False,
+        cutout: int = 0,
     ) -> None:
         super().__init__(
             num_classes=10,
@@ -113,6 +114,7 @@ class FashionMNISTDataModule(TensorImageDataModule):
             flip=flip,
             val_size=val_size,
             train_subset=train_subset,
+            cutout=cutout,
         )
         self.data_dir = data_dir
         self.download = download

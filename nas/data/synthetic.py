@@ -33,6 +33,7 @@ class SyntheticDataModule(TensorImageDataModule):
         pad: int = 0,
         flip: bool = False,
         train_subset: int | None = None,
+        cutout: int = 0,
     ) -> None:
         check(num_classes >= 2, f"num_classes={num_classes}: expected >= 2")
         check(image_size >= 1, f"image_size={image_size}: expected >= 1")
@@ -51,6 +52,7 @@ class SyntheticDataModule(TensorImageDataModule):
             flip=flip,
             val_size=val_size,
             train_subset=train_subset,
+            cutout=cutout,
         )
         self.train_size = train_size
         self.test_size = test_size
