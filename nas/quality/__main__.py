@@ -1,0 +1,42 @@
+"""`python -m nas.quality --store <results.sqlite> --truth <multirun dir> [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.errors import NasError
+from nas.quality.report import quality_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nas.quality",
+        description="How well a search's one-shot scores rank architectures against retraining.",
+    )
+    parser.add_argument("--store", required=True, help="results.sqlite of a search")
+    parser.add_argument("--truth", required=True, nargs="+", help="stand-alone run directories")
+    parser.add_argument("--out", help="output directory (default: <store dir>/quality)")
+    parser.add_argument("--metric", default="test_acc", help="truth metric of result.json")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="top-k sizes")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = args.out or str(Path(args.store).expanduser().parent / "quality")
+    try:
+        report = quality_report(
+            args.store, args.truth, out, args.metric, args.k, args.resamples, args.seed
+        )
+    except NasError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from nas.quality.report import markdown
+
+    print(markdown(report), end="")
+    print(f"-> {out}/quality.md, quality.json, quality.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The ranking-quality report: statistics against scipy, interval coverage, top-k, the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from nas.errors import NasError
+from nas.quality.__main__ import main
+from nas.quality.metrics import bootstrap_statistics, ranking_quality, top_k
+from nas.search.store import ResultsStore
+from nas.spaces.nb201 import NB201Space
+
+
+def _pairs(rho, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return x, rho * x + np.sqrt(1 - rho**2) * rng.normal(size=n)
+
+
+def test_statistics_and_intervals_agree_with_scipy():
+    x, y = _pairs(0.6, 40, 0)
+    q = ranking_quality(x, y, resamples=4000, seed=1)
+    assert q["kendall_tau"]["value"] == pytest.approx(sps.kendalltau(x, y).statistic)
+    assert q["spearman"]["value"] == pytest.approx(sps.spearmanr(x, y).statistic)
+    assert q["pearson"]["value"] == pytest.approx(sps.pearsonr(x, y).statistic)
+    for name, fn in (("pearson", sps.pearsonr), ("spearman", sps.spearmanr)):
+        ref = sps.bootstrap(
+            (x, y),
+            lambda a, b, fn=fn: fn(a, b).statistic,
+            paired=True,
+            vectorized=False,
+            n_resamples=4000,
+            method="percentile",
+            random_state=2,
+        ).confidence_interval
+        assert q[name]["low"] == pytest.approx(ref.low, abs=0.03)
+        assert q[name]["high"] == pytest.approx(ref.high, abs=0.03)
+    boot = bootstrap_statistics(x, y, 200, seed=3)
+    assert boot["kendall_tau"].shape == (200,)
+
+
+def test_bootstrap_intervals_cover_the_true_correlation_about_95_percent_of_the_time():
+    rho, trials, covered = 0.6, 200, 0
+    for seed in range(trials):
+        x, y = _pairs(rho, 60, seed)
+        boot = bootstrap_statistics(x, y, 500, seed=seed, statistics=["pearson"])["pearson"]
+        low, high = np.percentile(boot, [2.5, 97.5])
+        covered += low <= rho <= high
+    # percentile intervals under-cover slightly at n = 60; 200 trials: binomial sd ~1.6 points
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_top_k_precision_overlap_and_regret_by_hand():
+    oneshot = [0.9, 0.8, 0.7, 0.6, 0.5]
+    truth = [0.70, 0.95, 0.60, 0.90, 0.50]
+    assert top_k(oneshot, truth, 1) == {
+        "overlap": 0,
+        "precision": 0.0,
+        "regret": pytest.approx(0.25),
+    }
+    assert top_k(oneshot, truth, 2) == {"overlap": 1, "precision": 0.5, "regret": 0.0}
+    assert top_k(oneshot, truth, 5)["precision"] == 1.0
+
+
+def _store_and_runs(tmp_path, n=8, unmatched=1):
+    space = NB201Space()
+    archs = list(space.enumerate(limit=20000))[:n]
+    store_path = tmp_path / "search" / "results.sqlite"
+    store_path.parent.mkdir()
+    with ResultsStore(store_path, space=space) as store:
+        for i, arch in enumerate(archs):
+            store.add({"arch": arch, "oneshot_acc": 0.1 * i})
+    for i, arch in enumerate([*archs, *list(space.enumerate(limit=20000))[-unmatched:]]):
+        run = tmp_path / "multirun" / str(i)
+        run.mkdir(parents=True)
+        result = {"kind": "StandaloneModule", "arch_id": arch.id, "test_acc": 0.5 + 0.05 * (i % n)}
+        (run / "result.json").write_text(json.dumps(result))
+    return store_path
+
+
+def test_report_matches_runs_to_the_store_and_writes_its_files(tmp_path, capsys):
+    store = _store_and_runs(tmp_path)
+    assert (
+        main(["--store", str(store), "--truth", str(tmp_path / "multirun"), "--resamples", "200"])
+        == 0
+    )
+    out = tmp_path / "search" / "quality"
+    report = json.loads((out / "quality.json").read_text())
+    assert report["n"] == 8 and len(report["unmatched_runs"]) == 1
+    assert report["spearman"]["value"] == pytest.approx(1.0)  # truth rises with the score
+    assert report["top"]["1"]["regret"] == 0.0
+    assert (out / "quality.png").stat().st_size > 0
+    assert "Kendall τ" in (out / "quality.md").read_text()
+    assert "matched no architecture" in capsys.readouterr().out
+
+
+def test_runs_of_another_search_are_refused_with_a_clear_message(tmp_path, capsys):
+    store = _store_and_runs(tmp_path)
+    other = tmp_path / "other"
+    run = other / "0"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(
+        json.dumps({"kind": "StandaloneModule", "arch_id": "x", "test_acc": 0.5})
+    )
+    assert main(["--store", str(store), "--truth", str(other)]) == 2
+    assert "only 0 of the stand-alone runs" in capsys.readouterr().err
+    with pytest.raises(NasError, match="level"):
+        ranking_quality([1, 2, 3], [1, 2, 3], level=1.5)
