@@ -110,3 +110,20 @@ def test_runs_of_another_search_are_refused_with_a_clear_message(tmp_path, capsy
     assert "only 0 of the stand-alone runs" in capsys.readouterr().err
     with pytest.raises(NasError, match="level"):
         ranking_quality([1, 2, 3], [1, 2, 3], level=1.5)
+
+
+def test_stratified_sample_takes_the_same_number_from_every_quantile_bucket(tmp_path):
+    from nas.quality.sample import main as sample_main
+    from nas.quality.sample import stratified_rows
+
+    rows = [{"arch_id": f"a{i:02d}", "oneshot_acc": (i**3) / 1000} for i in range(20)]  # skewed
+    chosen = stratified_rows(rows, 8, 4, seed=0)
+    ranked = sorted(rows, key=lambda r: -r["oneshot_acc"])
+    bucket = {r["arch_id"]: i * 4 // 20 for i, r in enumerate(ranked)}
+    assert sorted(bucket[r["arch_id"]] for r in chosen) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert stratified_rows(rows, 8, 4, seed=0) == chosen  # seeded
+    store = _store_and_runs(tmp_path)
+    assert sample_main(["--store", str(store), "--n", "4", "--buckets", "2"]) == 0
+    listing = (store.parent / "selections" / "stratified.txt").read_text().split()
+    assert len(listing) == 4
+    assert sample_main(["--store", str(store), "--n", "99"]) == 2
