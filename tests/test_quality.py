@@ -127,3 +127,17 @@ def test_stratified_sample_takes_the_same_number_from_every_quantile_bucket(tmp_
     listing = (store.parent / "selections" / "stratified.txt").read_text().split()
     assert len(listing) == 4
     assert sample_main(["--store", str(store), "--n", "99"]) == 2
+
+
+def test_report_to_wandb_writes_an_offline_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    store = _store_and_runs(tmp_path)
+    out = tmp_path / "q"
+    args = ["--store", str(store), "--truth", str(tmp_path / "multirun"), "--out", str(out)]
+    assert (
+        main([*args, "--resamples", "200", "--wandb", "oneshot-nas", "--wandb-mode", "offline"])
+        == 0
+    )
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="top-k sizes")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wandb", metavar="PROJECT", help="also log the table and figure to W&B")
+    parser.add_argument("--wandb-mode", default="auto", help="auto | online | offline")
     args = parser.parse_args(argv)
     out = args.out or str(Path(args.store).expanduser().parent / "quality")
     try:
@@ -35,7 +37,29 @@ def main(argv: list[str] | None = None) -> int:
 
     print(markdown(report), end="")
     print(f"-> {out}/quality.md, quality.json, quality.png")
+    if args.wandb:
+        publish(report, out, args.wandb, args.wandb_mode)
     return 0
+
+
+def publish(report: dict, out: str, project: str, mode: str) -> None:
+    """The report as a W&B run: a table of the statistics, the pairs, and the scatter figure."""
+    from nas.studies.wandb_log import log_figures, log_table, start_run
+
+    run = start_run(project, "ranking-quality", out, mode)
+    rows = [
+        {"statistic": name, **{k: report[name][k] for k in ("value", "low", "high")}}
+        for name in ("kendall_tau", "spearman", "pearson")
+    ]
+    rows += [
+        {"statistic": f"{what}@{k}", "value": top[what], "low": None, "high": None}
+        for k, top in report["top"].items()
+        for what in ("precision", "regret")
+    ]
+    log_table("quality/statistics", rows, run)
+    log_table("quality/pairs", report["pairs"], run)
+    log_figures({"quality/scatter": f"{out}/quality.png"}, run)
+    run.finish()
 
 
 if __name__ == "__main__":
