@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from nas.analysis.kl import symmetric_kl
+from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.search.evaluator import OneShotEvaluator
 from nas.spaces import Architecture, SearchSpace
@@ -72,13 +73,7 @@ def first_val_examples(datamodule, examples: int) -> tuple[torch.Tensor, torch.T
 
 
 def _split(datamodule, name: str):
-    check(
-        datamodule is not None and hasattr(datamodule, "normalize"),
-        "the one-shot analysis needs a TensorImageDataModule (with train/val splits and "
-        f"`normalize`), got {type(datamodule).__name__}; pass the datamodule to trainer.fit",
-    )
-    datamodule.setup("fit")  # idempotent: the splits are loaded once
-    return getattr(datamodule, f"{name}_split")
+    return in_memory_split(datamodule, name, "the one-shot analysis")
 
 
 def _logits(supernet, space, arch, x: torch.Tensor, ghost: int, batch: int) -> torch.Tensor:

@@ -25,6 +25,21 @@ from nas.data.batching import (
 from nas.errors import NasError, check
 
 
+def in_memory_split(datamodule, name: str, purpose: str) -> Split:
+    """The `name` split ("train", "val", "test") of an in-memory datamodule, loaded if need be.
+
+    Methods that draw their own batches (rewards, α minibatches, Hessian batches, analysis panels)
+    need the split and `normalize`; any other datamodule stops with one line saying `purpose`.
+    """
+    check(
+        datamodule is not None and hasattr(datamodule, "normalize"),
+        f"{purpose} needs a TensorImageDataModule (in-memory train/val/test splits and "
+        f"`normalize`), got {type(datamodule).__name__}; pass the datamodule to trainer.fit",
+    )
+    datamodule.setup("fit")  # idempotent: the splits are loaded once
+    return getattr(datamodule, f"{name}_split")
+
+
 def split_off(data: Split, size: int, seed: int, name: str = "val_size") -> tuple[Split, Split]:
     """Shuffle `data` with a permutation from `seed`; return (the rest, the last `size` examples)."""
     check(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.checkpointing import check_finite_loss
+from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.derived import validation_accuracy, write_derived
 from nas.modules.supernet import OneShotModule
@@ -133,12 +134,7 @@ class AlphaModule(OneShotModule):
         """The α step's minibatch: the validation split in a fresh permutation per pass, chosen by
         the step number alone (so a resumed run draws the same batches)."""
         datamodule = self.trainer.datamodule
-        split = getattr(datamodule, "val_split", None)
-        check(
-            split is not None and hasattr(datamodule, "normalize"),
-            f"{type(self).__name__} trains α on the validation split of an in-memory dataset; "
-            f"{type(datamodule).__name__} has none",
-        )
+        split = in_memory_split(datamodule, "val", f"{type(self).__name__}'s α steps")
         size = min(datamodule.batch_size, len(split))
         per_pass = len(split) // size
         step = self.global_step

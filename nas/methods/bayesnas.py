@@ -27,6 +27,7 @@ from torch import nn
 
 from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
+from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
 from nas.methods.derived import validation_accuracy, write_derived
@@ -273,12 +274,7 @@ class BayesNASModule(OneShotModule):
 
 def _fixed_batches(datamodule, count: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`count` fixed, un-augmented training batches (the first of the training split)."""
-    split = getattr(datamodule, "train_split", None)
-    check(
-        split is not None and hasattr(datamodule, "normalize"),
-        f"BayesNAS's Hessian needs the training split of an in-memory dataset; "
-        f"{type(datamodule).__name__} has none",
-    )
+    split = in_memory_split(datamodule, "train", "BayesNAS's switch Hessian")
     size = datamodule.batch_size
     count = max(1, min(count, len(split) // size))
     return [

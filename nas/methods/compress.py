@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
+from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
 from nas.methods.compress_nets import NETWORKS, build_network
@@ -265,12 +266,7 @@ class BayesCompressionModule(ClassifierModule):
     def hessian_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first `hessian_batches` batches of the training split: normalised, un-augmented."""
         dm = self.trainer.datamodule
-        split = getattr(dm, "train_split", None)
-        check(
-            split is not None and hasattr(dm, "normalize"),
-            f"the switch Hessian needs an in-memory training split (train_split, normalize); "
-            f"{type(dm).__name__} has none",
-        )
+        split = in_memory_split(dm, "train", "the switch Hessian")
         count = min(len(split), self.hparams.hessian_batches * dm.batch_size)
         images = dm.normalize(split.images[:count].to(self.device))
         return images, split.labels[:count].to(self.device)

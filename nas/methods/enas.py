@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from nas.atomic import write_text
+from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler
@@ -143,7 +144,8 @@ class ENASModule(OneShotModule):
         h = self.hparams
         if not h.controller_steps:
             return {}
-        images, labels = _validation_split(self.trainer.datamodule)
+        split = in_memory_split(self.trainer.datamodule, "val", "ENAS's rewards")
+        images, labels = split.images, split.labels
         check(
             len(labels) >= h.reward_batch_size,
             f"model.reward_batch_size={h.reward_batch_size} exceeds the {len(labels)} validation "
@@ -226,14 +228,3 @@ class ENASModule(OneShotModule):
 def _plain(settings: Mapping) -> dict:
     """Nested mappings (e.g. Hydra's DictConfig) as plain dicts."""
     return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()}
-
-
-def _validation_split(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
-    """The validation images (uint8) and labels the rewards are measured on."""
-    split = getattr(datamodule, "val_split", None)
-    check(
-        split is not None and hasattr(datamodule, "normalize"),
-        f"ENAS rewards need the validation split of an in-memory dataset (val_split, normalize); "
-        f"{type(datamodule).__name__} has none",
-    )
-    return split.images, split.labels

@@ -82,7 +82,8 @@ class SupernetBase(nn.Module):
     """The shared part of every supernet: declared paths, routing of path weights, masked L2, extract.
 
     Subclasses build their modules, wrap each switchable one in `declare_path(key, module)`, and
-    define `forward`. Keys `(decision, option)` are used by a ghost batch where that option's weight
+    define `_run_layers(x, ghost, routed, dense)` (the network given every decision's routed
+    `PathWeights`), or `forward` itself when routing needs more. Keys `(decision, option)` are used by a ghost batch where that option's weight
     is non-zero; a subclass with derived paths (a path used only when another is) overrides
     `path_usage` and `paths_used`.
     """
@@ -156,6 +157,24 @@ class SupernetBase(nn.Module):
         return (fractions.to(norms.device, norms.dtype, non_blocking=True) * norms.square()).sum()
 
     # -- forward plumbing ---------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: Mapping[str, torch.Tensor] | None = None,
+        ghost=None,
+        dense: bool = False,
+    ) -> torch.Tensor:
+        """Logits [N, classes].
+
+        weights: decision -> [G, k], one row per ghost batch (or 1 row for all); default all-on.
+        ghost: examples per ghost batch (or explicit sizes); None means one ghost batch.
+        dense: the plain weighted sum over the whole batch (reference) instead of running each op
+        only on the ghost batches that use it; both give the same result.
+        """
+        layout, routed = self.route(x, weights, ghost)
+        layout.prepare(rows for w in routed.values() for rows in w.rows.values())
+        return self._run_layers(x, layout.ghost, routed, dense)
+
     def route(
         self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None, ghost
     ) -> tuple[GhostLayout, dict[str, PathWeights]]:

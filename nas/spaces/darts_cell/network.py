@@ -205,24 +205,6 @@ class DartsCellSupernet(SupernetBase, _DartsLayers):
                     if any(True for _ in module.parameters()):
                         self.declare_path((f"{cell.kind}/{edge}", op), module)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        weights: Mapping[str, torch.Tensor] | None = None,
-        ghost: Ghost = None,
-        dense: bool = False,
-    ) -> torch.Tensor:
-        """Logits [N, classes].
-
-        weights: decision -> [G, k], one row per ghost batch (or 1 row for all); default all-on.
-        ghost: examples per ghost batch (or explicit sizes); None means one ghost batch.
-        dense: the plain weighted sum over the whole batch (reference) instead of running each op
-        only on the ghost batches that use it; both give the same result.
-        """
-        layout, routed = self.route(x, weights, ghost)
-        layout.prepare(rows for w in routed.values() for rows in w.rows.values())
-        return self._run_layers(x, layout.ghost, routed, dense)
-
 
 class DartsCellChild(nn.Module, _DartsLayers):
     """The network of one architecture with ordinary batch norm; only its chosen ops exist (an edge

@@ -191,24 +191,6 @@ class NB201Supernet(SupernetBase, _NB201Layers):
                         if any(True for _ in module.parameters()):
                             self.declare_path((edge, op), module)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        weights: Mapping[str, torch.Tensor] | None = None,
-        ghost: Ghost = None,
-        dense: bool = False,
-    ) -> torch.Tensor:
-        """Logits [N, classes].
-
-        weights: edge -> [G, k], one row per ghost batch (or 1 row for all); default all-on.
-        ghost: examples per ghost batch (or explicit sizes); None means one ghost batch.
-        dense: the plain weighted sum over the whole batch (reference) instead of running each op
-        only on the ghost batches that use it; both give the same result.
-        """
-        layout, routed = self.route(x, weights, ghost)
-        layout.prepare(rows for w in routed.values() for rows in w.rows.values())
-        return self._run_layers(x, layout.ghost, routed, dense)
-
 
 class NB201Child(nn.Module, _NB201Layers):
     """The network of one architecture with ordinary batch norm; only the chosen ops exist."""
