@@ -2,6 +2,9 @@
 
 ckpt may also be a directory of few-shot sub-supernets (the sweep of `experiment=quickstart_fewshot`):
 each architecture is then scored by the sub-supernet that holds it.
+`search.shard=i search.num_shards=n` scores one of n disjoint parts of the same proposals (one
+process per GPU or machine); `python -m nas.search.merge <out_dir>` then ranks and selects
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, device_of
-from nas.search.checkpoint import run_dir_of
+from nas.errors import check
 from nas.search.fewshot_routing import load_supernets
-from nas.search.run import search, write_outputs
-
-OmegaConf.register_new_resolver("run_dir_of", run_dir_of, replace=True)
+from nas.search.run import search, write_outputs  # also registers search.yaml's resolvers
 
 # search.yaml composes base.yaml for the experiments it shares with train.py, but the network, space
 # and sampler come from the checkpoint: setting these on the command line would change nothing.
@@ -36,6 +37,7 @@ def run(cfg: DictConfig) -> dict:
         check_overrides_used("search.py", IGNORED, INSTEAD)
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
+        device = _one_device(device, cfg.trainer.devices)
         module = load_supernets(cfg.ckpt, device)  # a list for a directory of sub-supernets
         datamodule = hydra.utils.instantiate(cfg.dataset)
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
@@ -52,6 +54,15 @@ def run(cfg: DictConfig) -> dict:
             **OmegaConf.to_container(cfg.search, resolve=True),
         )
         space = (module[0] if isinstance(module, list) else module).space
+        if cfg.search.num_shards > 1:  # ranking and selections come from the merge of all shards
+            from nas.search.run import console  # here: Hydra launchers pickle this function
+
+            store.close()
+            console.print(
+                f"shard {cfg.search.shard} of {cfg.search.num_shards} done; when every shard is, "
+                f"rank and select: python -m nas.search.merge {cfg.out_dir}"
+            )
+            return {"store": str(store.path)}
         with store:
             outputs = write_outputs(store, space, cfg.out_dir, **cfg.selection)
             if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
@@ -62,6 +73,26 @@ def run(cfg: DictConfig) -> dict:
                     store, outputs, cfg.logger.project, run_name, cfg.out_dir, cfg.logger.mode
                 )
             return outputs
+
+
+def _one_device(device: torch.device, devices) -> torch.device:
+    """The device a search process scores on: `trainer.devices` may name one CUDA index ([2] or
+    "2,"); a search process uses one device, so more are refused (shards use several)."""
+    if device.type != "cuda" or str(devices) in ("1", "auto", "-1", "None"):
+        return device
+    if isinstance(devices, str):
+        indices = [d for d in devices.split(",") if d.strip()]
+    elif isinstance(devices, int):
+        indices = list(range(devices))
+    else:
+        indices = list(devices)
+    check(
+        len(indices) == 1,
+        f"trainer.devices={devices!r}: search.py scores on one device; to rank on several GPUs "
+        "run one shard per GPU (search.shard=<i> search.num_shards=<n> with CUDA_VISIBLE_DEVICES=<i> "
+        "or trainer.devices=[<i>]; docs/scaling.md)",
+    )
+    return torch.device("cuda", int(indices[0]))
 
 
 main = hydra.main(config_path="conf", config_name="search", version_base="1.3")(run)

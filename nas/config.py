@@ -10,7 +10,19 @@ import inspect
 import re
 from collections.abc import Collection, Mapping
 
+from omegaconf import OmegaConf
+
 from nas.errors import NasError, check
+
+
+def strategy_for(devices) -> str:
+    """Lightning's strategy for `trainer.devices`: one device as Lightning picks it ("auto"), more
+    with DDP that looks for unused parameters (single-path steps leave most ops out of the graph)."""
+    one = devices in (1, "1") or (isinstance(devices, list | tuple) and len(devices) == 1)
+    return "auto" if one else "ddp_find_unused_parameters_true"
+
+
+OmegaConf.register_new_resolver("strategy_for", strategy_for, replace=True)
 
 
 def check_settings(

@@ -70,7 +70,20 @@ def smoke_supernet(tmp_path_factory) -> Path:
 
 # Space settings that fit the generic tests' network (NETWORK in test_space_interface: 2 cells,
 # 2 stages); spaces not listed are built with their defaults.
-SMALL_SPECS = {"enas_macro": {"layers": 2}, "enas_micro": {"nodes": 4}}
+SMALL_SPECS = {"enas_macro": {"layers": 2}, "enas_micro": {"nodes": 4}, "enas_rnn": {"nodes": 4}}
+# Spaces whose networks read something other than images: their small network settings for the
+# generic tests, and `example_input` makes their inputs (token ids for the language models).
+SPACE_NETWORKS = {"enas_rnn": {"num_classes": 5, "hidden": 4, "in_channels": 1}}
+
+
+def example_input(space_name: str, n: int, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
+    """n examples for `space_name`'s network: images [n, 3, 8, 8] or token ids [n, 3]."""
+    generator = torch.Generator().manual_seed(seed)
+    if space_name in SPACE_NETWORKS:
+        return torch.randint(
+            0, SPACE_NETWORKS[space_name]["num_classes"], (n, 3), generator=generator
+        )
+    return torch.randn(n, 3, 8, 8, generator=generator, dtype=dtype)
 
 
 def randomized_supernet(space, network: dict, dtype=torch.float64):

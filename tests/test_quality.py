@@ -107,7 +107,7 @@ def test_runs_of_another_search_are_refused_with_a_clear_message(tmp_path, capsy
         json.dumps({"kind": "StandaloneModule", "arch_id": "x", "test_acc": 0.5})
     )
     assert main(["--store", str(store), "--truth", str(other)]) == 2
-    assert "only 0 of the stand-alone runs" in capsys.readouterr().err
+    assert "only 0 architecture(s) of results store" in capsys.readouterr().err
     with pytest.raises(NasError, match="level"):
         ranking_quality([1, 2, 3], [1, 2, 3], level=1.5)
 
@@ -141,3 +141,20 @@ def test_report_to_wandb_writes_an_offline_run(tmp_path, monkeypatch):
     )
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_quality_study_config_writes_the_same_report(tmp_path):
+    import study
+    from tests.conftest import compose_config
+
+    store = _store_and_runs(tmp_path)
+    overrides = [
+        "study=quality",
+        f"study.store={store}",
+        f"study.truth=[{tmp_path / 'multirun'}]",
+        "study.resamples=200",
+    ]
+    outputs = study.run(compose_config("study", overrides, tmp_path))
+    report = json.loads((tmp_path / "search" / "quality" / "quality.json").read_text())
+    assert outputs["n"] == report["n"] == 8
+    assert outputs["spearman"] == report["spearman"] and report["spearman"]["value"] == 1.0

@@ -14,7 +14,7 @@ import torch
 from nas.samplers import PathDropout
 from nas.spaces import SPACES, Architecture
 from nas.spaces.interface import TRUNK, Supernet
-from tests.conftest import SMALL_SPECS, randomized_supernet
+from tests.conftest import SMALL_SPECS, SPACE_NETWORKS, example_input, randomized_supernet
 
 NETWORK = {"filters": 4, "cells": 2, "stages": 2, "num_classes": 5, "in_channels": 3}
 F64 = {"rtol": 1e-8, "atol": 1e-10}  # two summation orders agree to ~1e-12 in float64
@@ -26,11 +26,11 @@ def space(request):
 
 
 def _net(space, dtype=torch.float64):
-    return randomized_supernet(space, NETWORK, dtype)
+    return randomized_supernet(space, SPACE_NETWORKS.get(space.name, NETWORK), dtype)
 
 
-def _x(n, dtype=torch.float64, seed=0):
-    return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+def _x(space, n, dtype=torch.float64, seed=0):
+    return example_input(space.name, n, dtype, seed)
 
 
 def _archs(space, n, seed=0):
@@ -64,10 +64,11 @@ def test_sample_mutate_encode_json_round_trip(space):
 def test_supernet_follows_the_interface(space):
     net = _net(space, torch.float32)
     assert isinstance(net, Supernet) and net.space is space
-    all_on = net(_x(8, torch.float32), None, 4)
-    sampled = net(_x(8, torch.float32), space.encode(_archs(space, 2)), 4)
+    all_on = net(_x(space, 8, torch.float32), None, 4)
+    sampled = net(_x(space, 8, torch.float32), space.encode(_archs(space, 2)), 4)
     for out in (all_on, sampled):
-        assert out.shape == (8, NETWORK["num_classes"]) and bool(torch.isfinite(out).all())
+        classes = SPACE_NETWORKS.get(space.name, NETWORK)["num_classes"]
+        assert out.shape[0] == 8 and out.shape[-1] == classes and bool(torch.isfinite(out).all())
 
 
 def test_gathered_equals_dense_forward_and_gradients(space):
@@ -78,7 +79,8 @@ def test_gathered_equals_dense_forward_and_gradients(space):
         results = []
         for dense in (True, False):
             net.zero_grad()
-            out = net(_x(22), weights, 5, dense=dense)  # 5 ghost batches, the last one smaller
+            # 5 ghost batches, the last one smaller
+            out = net(_x(space, 22), weights, 5, dense=dense)
             out.square().sum().backward()
             grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
             results.append((out.detach(), grads))
@@ -91,7 +93,7 @@ def test_gathered_equals_dense_forward_and_gradients(space):
 
 def test_extracted_child_computes_the_supernet_path(space):
     net = _net(space)
-    x = _x(6)
+    x = _x(space, 6)
     for arch in _archs(space, 2, seed=4):
         child = net.extract(arch, copy_weights=True).train()
         torch.testing.assert_close(child(x), net(x, space.encode([arch]), None), **F64)
@@ -118,7 +120,7 @@ def test_every_weight_belongs_to_one_declared_path_or_the_trunk(space):
         assert sum(p.numel() for p in child_params.values()) == sum(sizes.get(k, 0) for k in used)
         # and only those receive gradients through the supernet
         net.zero_grad()
-        net(_x(4), space.encode([arch]), None).sum().backward()
+        net(_x(space, 4), space.encode([arch]), None).sum().backward()
         touched = {paths[n] for n, p in net.named_parameters() if p.grad is not None}
         assert touched <= used
 
@@ -140,7 +142,7 @@ def test_masked_l2_counts_each_used_path_once_per_architecture(space):
 def test_real_valued_weights_get_the_finite_difference_gradient(space):
     """Path weights in (0.2, 1) are multiplied in; the gradient reaching them is d(loss)/d(weight)."""
     net = _net(space)
-    x, gen = _x(8, seed=7), torch.Generator().manual_seed(8)
+    x, gen = _x(space, 8, seed=7), torch.Generator().manual_seed(8)
     weights = {
         d.name: (0.2 + 0.8 * torch.rand(2, d.fan_in, generator=gen, dtype=torch.float64))
         for d in space.decisions

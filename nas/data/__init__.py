@@ -6,6 +6,7 @@ from nas.data.base import TensorImageDataModule, split_off
 from nas.data.batching import (
     EpochShuffleSampler,
     ResumableLoader,
+    ShardSampler,
     Split,
     TensorBatchDataset,
     augment,
@@ -30,6 +31,7 @@ __all__ = [
     "CIFAR100DataModule",
     "DigitsDataModule",
     "EpochShuffleSampler",
+    "ShardSampler",
     "ResumableLoader",
     "FashionMNISTDataModule",
     "Split",

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from nas.data.batching import (
     EpochShuffleSampler,
     ResumableLoader,
+    ShardSampler,
     Split,
     TensorBatchDataset,
     augment,
@@ -167,13 +168,28 @@ class TensorImageDataModule(L.LightningDataModule):
         assert split is not None
         return split
 
+    def processes(self) -> tuple[int, int]:
+        """(number of processes, this one's rank) of the trainer running this data (DDP), or (1, 0)."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled full batches; the order depends only on (seed, epoch); resumable mid-epoch."""
+        """Shuffled full batches; the order depends only on (seed, epoch); resumable mid-epoch.
+
+        With several processes each takes its own block of every global batch (`EpochShuffleSampler`).
+        """
         split = self._split("train")
+        replicas, rank = self.processes()
+        check(
+            len(split) >= self.batch_size * replicas,
+            f"{replicas} processes with batch_size={self.batch_size} need {self.batch_size * replicas} "
+            f"training examples per step, but there are {len(split)}; lower batch_size or "
+            "trainer.devices",
+        )
         loader = ResumableLoader(
             TensorBatchDataset(split),
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(split), self.seed),
+            sampler=EpochShuffleSampler(len(split), self.seed, self.batch_size, replicas, rank),
             drop_last=True,
             collate_fn=passthrough,
             num_workers=0,
@@ -201,10 +217,11 @@ class TensorImageDataModule(L.LightningDataModule):
             self._train_loader.load_state_dict(self._resume)
 
     def _eval_loader(self, name: str) -> DataLoader:
+        split = self._split(name)
         return DataLoader(
-            TensorBatchDataset(self._split(name)),
+            TensorBatchDataset(split),
             batch_size=self.eval_batch_size,
-            shuffle=False,
+            sampler=ShardSampler(len(split), *self.processes()),
             drop_last=False,
             collate_fn=passthrough,
             num_workers=0,

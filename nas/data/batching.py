@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nas.errors import check
 
@@ -67,16 +67,32 @@ def passthrough(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
     return batch
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of `range(size)` that depends only on (seed, epoch).
+class EpochShuffleSampler(DistributedSampler):
+    """A random permutation of `range(size)` that depends only on (seed, epoch), in full batches.
 
-    `position` counts the indices handed out in the current epoch; `resume_at(epoch, position)` makes
-    the next iteration of that epoch skip what a killed run had already consumed.
+    With several processes (`replicas`, Lightning's DDP) every process draws the same permutation
+    and takes its own `batch_size` block of each global batch of `replicas * batch_size`: process
+    r's k-th batch is examples [(k*replicas + r) * batch_size, ...+ batch_size) of the permutation.
+    So the processes together see exactly the batches a single process with `replicas` times the
+    batch size would see, and examples that do not fill a global batch are left out (drop_last).
+
+    It is a `DistributedSampler` only so that Lightning keeps it instead of wrapping it in its own
+    (which would lose the place in the epoch): the sharding above is its own.
+
+    `position` counts the indices this process has handed out in the current epoch;
+    `resume_at(epoch, position)` makes the next iteration of that epoch skip what a killed run had
+    already consumed.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.seed = seed
+    def __init__(
+        self, size: int, seed: int, batch_size: int = 1, replicas: int = 1, rank: int = 0
+    ) -> None:
+        check(
+            replicas >= 1 and 0 <= rank < replicas,
+            f"EpochShuffleSampler: rank {rank} is not one of {replicas} processes",
+        )
+        self.size, self.seed, self.batch_size = size, seed, batch_size
+        self.replicas, self.rank = replicas, rank
         self.epoch = 0
         self.position = 0
         self._resume: tuple[int, int] | None = None
@@ -93,11 +109,13 @@ class EpochShuffleSampler(Sampler[int]):
         # SeedSequence mixes (seed, epoch) so that no two pairs share a stream, unlike seed + epoch.
         state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator)
+        blocks = order[: len(self) * self.replicas].view(-1, self.replicas, self.batch_size)
+        mine = blocks[:, self.rank].reshape(-1).tolist()
         # A resume point of an earlier epoch (a checkpoint at an epoch's end) means: start afresh.
         resume, self._resume = self._resume, None
         self.position = resume[1] if resume is not None and resume[0] == self.epoch else 0
-        return self._count(order)
+        return self._count(mine)
 
     def _count(self, order: list[int]) -> Iterator[int]:
         while self.position < len(order):
@@ -105,7 +123,32 @@ class EpochShuffleSampler(Sampler[int]):
             yield order[self.position - 1]
 
     def __len__(self) -> int:
-        return self.size
+        """Indices per epoch for this process: its share of the full global batches."""
+        return self.size // (self.batch_size * self.replicas) * self.batch_size
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation order: `range(size)` in order, cut into one contiguous part per process.
+
+    Unlike Lightning's default it repeats no example to even the parts out, so accuracies summed
+    over the processes (torchmetrics) count every example exactly once.
+    """
+
+    def __init__(self, size: int, replicas: int = 1, rank: int = 0) -> None:
+        self.size, self.replicas, self.rank = size, replicas, rank
+
+    def _part(self) -> range:
+        start = self.size * self.rank // self.replicas
+        return range(start, self.size * (self.rank + 1) // self.replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._part())
+
+    def __len__(self) -> int:
+        return len(self._part())
+
+    def set_epoch(self, epoch: int) -> None:
+        """The order is the same every epoch."""
 
 
 class ResumableLoader(DataLoader):
@@ -119,13 +162,15 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict:
         """The epoch and position of an `EpochShuffleSampler`; empty for any other sampler."""
         sampler = self.sampler
-        if not isinstance(sampler, EpochShuffleSampler):  # e.g. wrapped for distributed training
+        if not isinstance(sampler, EpochShuffleSampler):
             return {}
         return {
             "epoch": sampler.epoch,
             "position": sampler.position,
             "size": sampler.size,
             "batch_size": self.batch_size,
+            "replicas": sampler.replicas,
+            "length": len(sampler),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -140,7 +185,15 @@ class ResumableLoader(DataLoader):
             f"has {sampler.size} in batches of {self.batch_size}; resume with the same dataset "
             "settings (dataset.batch_size, dataset.train_subset, ...) or start a new run",
         )
-        sampler.resume_at(state["epoch"], state["position"])
+        replicas, position = state.get("replicas", 1), state["position"]
+        mid_epoch = 0 < position < state.get("length", position + 1)
+        check(
+            replicas == sampler.replicas or not mid_epoch,
+            f"the checkpoint was written by {replicas} process(es) in the middle of epoch "
+            f"{state['epoch']}, and this run has {sampler.replicas}; resume it with "
+            f"trainer.devices={replicas}, or from a checkpoint written at the end of an epoch",
+        )
+        sampler.resume_at(state["epoch"], position)
 
 
 def augment(

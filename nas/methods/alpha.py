@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas import distributed
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
@@ -46,6 +47,8 @@ class AlphaWeights(Sampler):
 
 class AlphaModule(OneShotModule):
     """A supernet trained jointly with architecture parameters α (subclasses: DARTS, GDAS)."""
+
+    learned_outside_trainer = ("alpha.",)  # the α step's own Adam
 
     method = "alpha"
 
@@ -132,17 +135,25 @@ class AlphaModule(OneShotModule):
     # -- data of the upper level --------------------------------------------------------------
     def arch_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The α step's minibatch: the validation split in a fresh permutation per pass, chosen by
-        the step number alone (so a resumed run draws the same batches)."""
+        the step number alone (so a resumed run draws the same batches). Under DDP each process
+        takes its own block of a global minibatch, as the training batches are shared out."""
         datamodule = self.trainer.datamodule
         split = in_memory_split(datamodule, "val", f"{type(self).__name__}'s α steps")
-        size = min(datamodule.batch_size, len(split))
-        per_pass = len(split) // size
+        world, rank = distributed.processes(self)
+        size = min(datamodule.batch_size, len(split) // world)
+        check(
+            size >= 1,
+            f"{world} processes need at least {world} validation examples for the α steps, "
+            f"there are {len(split)}; raise dataset.val_size",
+        )
+        per_pass = len(split) // (size * world)
         step = self.global_step
         seed = np.random.SeedSequence([self.hparams.arch_seed, step // per_pass])
         order = torch.randperm(
             len(split), generator=torch.Generator().manual_seed(int(seed.generate_state(1)[0]))
         )
-        index = order[(step % per_pass) * size : (step % per_pass + 1) * size]
+        start = ((step % per_pass) * world + rank) * size
+        index = order[start : start + size]
         x = datamodule.normalize(split.images[index].to(self.device))
         return x, split.labels[index].to(self.device)
 
@@ -167,6 +178,7 @@ class AlphaModule(OneShotModule):
         self.arch_optimizer.zero_grad(set_to_none=True)
         for a, g in zip(self.alpha, grads, strict=True):
             a.grad = g.detach()
+        distributed.average_gradients(self, self.alpha)  # DDP: one α on every process
         self.arch_optimizer.step()
         ghosts = -(-x.shape[0] // self.hparams.ghost_size)
         weights = {k: v.detach() for k, v in self.train_path_weights(ghosts).items()}

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas import distributed
 from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
@@ -222,6 +223,8 @@ class BayesNASModule(OneShotModule):
                     generator,
                 )
         self.supernet.train(was_training)
+        # DDP: every process computes the same estimate; the mean rules out any drift between them
+        total = distributed.mean(self, total)
         self.ard.update(self.switches.values, total / len(batches))
         gamma = self.ard.gamma
         kept = (gamma >= h.tau * gamma.max()).float().mean()

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas import distributed
 from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
@@ -221,7 +222,8 @@ class BayesCompressionModule(ClassifierModule):
 
     def update_prior(self) -> torch.Tensor:
         """One ARD step from the Hessian on the fixed batches; logs the kept fraction; returns H."""
-        hessian = self.switch_hessian()
+        # DDP: every process computes the same estimate; the mean rules out any drift between them
+        hessian = distributed.mean(self, self.switch_hessian())
         self.ard_step(self.switches.detach(), hessian)
         check(
             bool(torch.isfinite(self.ard.gamma).all()),

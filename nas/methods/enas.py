@@ -60,6 +60,8 @@ class ControllerSampler(Sampler):
 class ENASModule(OneShotModule):
     """The supernet of `space` trained with ENAS's alternation; the controller is a submodule."""
 
+    learned_outside_trainer = ("controller.",)  # REINFORCE's own Adam
+
     def __init__(
         self,
         space: SearchSpace | Mapping,
@@ -157,11 +159,18 @@ class ENASModule(OneShotModule):
         for _ in range(h.controller_steps):
             archs = self.controller.sample(h.controller_aggregate, self.controller_generator)
             rewards = self.rewards(archs, images, labels)
-            for key, value in self.reinforce.update(archs, rewards).items():
+            for key, value in self.reinforce.update(archs, rewards, self).items():
                 totals[key] = totals.get(key, 0.0) + value / h.controller_steps
         self.supernet.train(was_training)
         for key, value in totals.items():
-            self.log(key, value, on_step=False, on_epoch=True, prog_bar=key.endswith("reward"))
+            self.log(
+                key,
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=key.endswith("reward"),
+                sync_dist=True,  # under DDP: the mean over the processes' samples
+            )
         self._write_greedy()
         return totals
 
@@ -183,11 +192,12 @@ class ENASModule(OneShotModule):
     def _write_greedy(self) -> None:
         """The controller's current favourite, in `<log dir>/greedy_arch.json` and the console."""
         arch = self.controller.greedy()
+        log_dir = self.trainer.log_dir  # every process: under DDP it is a broadcast from rank 0
         if not self.trainer.is_global_zero:
             return
-        if self.trainer.log_dir:
+        if log_dir:
             write_text(
-                f"{self.trainer.log_dir}/greedy_arch.json",
+                f"{log_dir}/greedy_arch.json",
                 json.dumps(arch.to_dict(), indent=2) + "\n",
             )
         if hasattr(self.logger, "log_text"):  # W&B: a row per epoch in the run's tables
@@ -213,15 +223,22 @@ class ENASModule(OneShotModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
 
+    def own_generators(self) -> dict[str, tuple[torch.Generator, int]]:
+        # each DDP process samples its own architectures and reward minibatches
+        generators = super().own_generators()
+        generators["controller_generator"] = (
+            self.controller_generator,
+            self.hparams.controller_seed,
+        )
+        return generators
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["controller_generator"] = self.controller_generator.get_state()
+        super().on_save_checkpoint(checkpoint)  # the generators too
         checkpoint["reinforce"] = self.reinforce.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        if "controller_generator" in checkpoint:
-            self.controller_generator.set_state(checkpoint["controller_generator"])
+        if "reinforce" in checkpoint:
             self.reinforce.load_state_dict(checkpoint["reinforce"])
 
 

@@ -23,7 +23,11 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         logits = self.eval_logits(x, batch_idx)
         metric(logits, y)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val")
+        # sync_dist: under DDP the epoch's loss is the mean over the processes (the accuracy, a
+        # torchmetrics metric, sums their counts itself)
+        self.log(
+            f"{prefix}/loss", F.cross_entropy(logits, y), prog_bar=prefix == "val", sync_dist=True
+        )
         self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val")
 
     def validation_step(self, batch, batch_idx):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.checkpointing import check_finite_loss
+from nas.distributed import ProcessGenerators
 from nas.errors import check
 from nas.ghost_bn import num_ghosts
 from nas.modules.base import ClassifierModule
@@ -69,7 +70,13 @@ class OneShotModule(ClassifierModule):
         )
         validate_optimizer(lr, momentum, lr_schedule, warmup_steps)
         self.mask_generator = torch.Generator().manual_seed(mask_seed)
+        self.process_generators = ProcessGenerators(self.own_generators)
         self._init_metrics(num_classes)
+
+    def own_generators(self) -> dict[str, tuple[torch.Generator, int]]:
+        """The generators this module draws from itself, by checkpoint key, with their seeds; each
+        DDP process draws its own stream of each (subclasses add theirs)."""
+        return {"mask_generator": (self.mask_generator, self.hparams.mask_seed)}
 
     @property
     def eval_ghost_size(self) -> int:
@@ -90,6 +97,19 @@ class OneShotModule(ClassifierModule):
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
         return self.global_step / total if total and total != float("inf") else 0.0
 
+    # Parameter-name prefixes of what the method updates with its own optimizer, outside the
+    # trainer's step (ENAS's controller, DARTS's α): DDP leaves them alone, and the method keeps
+    # them equal on every process itself (`nas.distributed`).
+    learned_outside_trainer: tuple[str, ...] = ()
+
+    def setup(self, stage: str) -> None:
+        # read by DDP when Lightning wraps the module, which happens after this hook
+        self._ddp_params_and_buffers_to_ignore = [
+            name
+            for name, _ in self.named_parameters()
+            if name.startswith(self.learned_outside_trainer)
+        ]
+
     def on_fit_start(self) -> None:
         batch = getattr(self.trainer.datamodule, "batch_size", None)
         ghost = self.hparams.ghost_size
@@ -99,8 +119,7 @@ class OneShotModule(ClassifierModule):
             f"choose a ghost size that divides the batch (e.g. {_divisor_near(batch, ghost)})",
         )
         # different workers must draw different masks (the paper's 16 workers each had their own)
-        if self.global_rank:
-            self.mask_generator.manual_seed(self.hparams.mask_seed + 1000003 * self.global_rank)
+        self.process_generators.seed(self)
 
     def sampled_loss(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> dict:
         """Loss of one step on (x, y) with freshly sampled path weights, summed over the step's models.
@@ -152,14 +171,13 @@ class OneShotModule(ClassifierModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["mask_generator"] = self.mask_generator.get_state()
+        self.process_generators.save(self, checkpoint)
         # which module to rebuild from the hyperparameters (subclasses: other training methods)
         checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["space_fingerprint"] = self.space.fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "mask_generator" in checkpoint:
-            self.mask_generator.set_state(checkpoint["mask_generator"])
+        self.process_generators.load(self, checkpoint)
 
 
 def _divisor_near(batch: int | None, ghost: int) -> int:

@@ -1,4 +1,4 @@
-"""`python -m nas.quality --store <results.sqlite> --truth <multirun dir> [--out DIR]`."""
+"""`python -m nas.quality --store <results.sqlite> --truth <multirun dir> | nb201:<file> [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nas.errors import NasError
+from nas.quality import nb201
 from nas.quality.report import quality_report
 
 
@@ -16,9 +17,17 @@ def main(argv: list[str] | None = None) -> int:
         description="How well a search's one-shot scores rank architectures against retraining.",
     )
     parser.add_argument("--store", required=True, help="results.sqlite of a search")
-    parser.add_argument("--truth", required=True, nargs="+", help="stand-alone run directories")
+    parser.add_argument(
+        "--truth",
+        required=True,
+        nargs="+",
+        help="stand-alone run directories, or nb201:<NAS-Bench-201 benchmark file>",
+    )
     parser.add_argument("--out", help="output directory (default: <store dir>/quality)")
     parser.add_argument("--metric", default="test_acc", help="truth metric of result.json")
+    parser.add_argument("--nb201-dataset", default=nb201.DEFAULTS["dataset"], help="nb201: dataset")
+    parser.add_argument("--nb201-metric", default=nb201.DEFAULTS["metric"], help="nb201: metric")
+    parser.add_argument("--nb201-hp", default=nb201.DEFAULTS["hp"], help="nb201: epochs, 12 or 200")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="top-k sizes")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
@@ -28,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(Path(args.store).expanduser().parent / "quality")
     try:
         report = quality_report(
-            args.store, args.truth, out, args.metric, args.k, args.resamples, args.seed
+            args.store,
+            args.truth,
+            out,
+            args.metric,
+            args.k,
+            args.resamples,
+            args.seed,
+            {"dataset": args.nb201_dataset, "metric": args.nb201_metric, "hp": args.nb201_hp},
         )
     except NasError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,91 +1,158 @@
-"""The ranking-quality report: a results store's one-shot scores against stand-alone retrains.
+"""The ranking-quality report: a results store's one-shot scores against the truth.
 
 `python -m nas.quality --store <search dir>/results.sqlite --truth <retraining multirun dir>` matches
 every finished stand-alone run (`result.json`, the `nas.collect` layout) to the store's row of the
-same architecture id (several runs of one architecture, e.g. seeds, are averaged), and writes
-`quality.md`, `quality.json` and `quality.png` (one-shot vs truth scatter) to `--out`.
+same architecture id (several runs of one architecture, e.g. seeds, are averaged);
+`--truth nb201:<benchmark file>` looks every stored architecture up in NAS-Bench-201 instead
+(`nas.quality.nb201`). Writes `quality.md`, `quality.json` and `quality.png` (one-shot vs truth
+scatter) to `--out`.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nas.analysis.figures import plot_correlation
 from nas.atomic import write_text
 from nas.collect import finished_standalone_runs
-from nas.errors import check
+from nas.errors import NasError, check
+from nas.quality import nb201
 from nas.quality.metrics import STATISTICS, ranking_quality
 from nas.search.store import ResultsStore
+from nas.spaces import Architecture, build_space
 
 LABELS = {"kendall_tau": "Kendall τ", "spearman": "Spearman ρ", "pearson": "Pearson r"}
 
 
-def matched_pairs(
-    store_path: str | Path, truth_dirs: Sequence[str], metric: str = "test_acc"
-) -> tuple[list[str], list[float], list[float], list[str]]:
-    """(arch ids, one-shot scores, truth, unmatched run dirs): runs matched to the store by id."""
+def read_store(store_path: str | Path) -> tuple[list[dict], object]:
+    """(rows, space) of a results store, with a clear error for a missing file or space."""
     path = Path(str(store_path)).expanduser()
     check(
         path.is_file(),
         f"results store {str(path)!r} does not exist; pass --store <search dir>/results.sqlite",
     )
     with ResultsStore(path) as store:
-        scores = {row["arch_id"]: float(row["oneshot_acc"]) for row in store.results()}
-    truth: dict[str, list[float]] = defaultdict(list)
+        rows, spec = store.results(), store.get_meta("space_spec")
+    check(isinstance(spec, dict), f"results store {str(path)!r} does not record its search space")
+    return rows, build_space(spec)
+
+
+def runs_by_arch(
+    truth_dirs: Sequence[str], known: set[str], metric: str = "test_acc"
+) -> tuple[dict[str, list[float]], list[str]]:
+    """({arch id: metric of each of its runs}, [run dirs whose arch id is not in `known`])."""
+    values: dict[str, list[float]] = defaultdict(list)
     unmatched = []
     for run, result in finished_standalone_runs(truth_dirs, metric):
         arch_id = result.get("arch_id")
-        if arch_id in scores:
-            truth[arch_id].append(float(result[metric]))
+        if arch_id in known:
+            values[arch_id].append(float(result[metric]))
         else:
             unmatched.append(str(run.parent))
+    return dict(values), unmatched
+
+
+def runs_truth(
+    truth_dirs: Sequence[str], known: set[str], metric: str = "test_acc"
+) -> tuple[dict[str, float], list[str]]:
+    """({arch id: mean metric over its runs}, [run dirs whose arch id is not in `known`])."""
+    values, unmatched = runs_by_arch(truth_dirs, known, metric)
+    return {a: sum(v) / len(v) for a, v in values.items()}, unmatched
+
+
+def is_benchmark(truth: Sequence[str]) -> bool:
+    """Whether --truth names NAS-Bench-201 (`nb201:<file>`) rather than run directories."""
+    marked = [t for t in truth if str(t).startswith(nb201.PREFIX)]
+    if marked and len(truth) > 1:
+        raise NasError(
+            f"--truth {list(truth)} mixes a benchmark ({marked[0]!r}) with run directories; "
+            "pass either nb201:<benchmark file> or the retraining directories"
+        )
+    return bool(marked)
+
+
+def truth_of(
+    truth: Sequence[str],
+    rows: Sequence[dict],
+    space,
+    where: str,
+    metric: str = "test_acc",
+    benchmark: Mapping | None = None,
+) -> tuple[dict[str, float], list[str]]:
+    """({arch id: truth}, unmatched) of the store's `rows`: unmatched runs, or for a benchmark
+    the stored architectures it has not evaluated. `benchmark`: dataset, metric, hp (nb201)."""
+    if is_benchmark(truth):
+        archs = [Architecture.from_json(r["arch_json"], space) for r in rows]
+        path = str(truth[0])[len(nb201.PREFIX) :]
+        return nb201.benchmark_truth(archs, space, path, where, **dict(benchmark or {}))
+    return runs_truth(truth, {r["arch_id"] for r in rows}, metric)
+
+
+def matched_pairs(
+    store_path: str | Path,
+    truth: Sequence[str],
+    metric: str = "test_acc",
+    benchmark: Mapping | None = None,
+) -> tuple[list[str], list[float], list[float], list[str]]:
+    """(arch ids, one-shot scores, truth, unmatched): the store's architectures with a truth."""
+    rows, space = read_store(store_path)
+    where = f"results store {str(store_path)!r}"
+    values, unmatched = truth_of(truth, rows, space, where, metric, benchmark)
+    scores = {r["arch_id"]: float(r["oneshot_acc"]) for r in rows}
     check(
-        len(truth) >= 2,
-        f"only {len(truth)} of the stand-alone runs under {list(truth_dirs)} match an architecture "
-        f"of {str(path)!r} ({len(unmatched)} do not): retrain architectures of this search "
-        "(its selections), from the same search space",
+        len(values) >= 2,
+        f"only {len(values)} architecture(s) of {where} have a truth in {list(truth)} "
+        f"({len(unmatched)} unmatched); retrain architectures of this search (its selections), "
+        "from the same search space",
     )
-    ids = sorted(truth, key=lambda a: -scores[a])
-    return (
-        ids,
-        [scores[a] for a in ids],
-        [sum(truth[a]) / len(truth[a]) for a in ids],
-        unmatched,
-    )
+    ids = sorted(values, key=lambda a: -scores[a])
+    return ids, [scores[a] for a in ids], [values[a] for a in ids], unmatched
 
 
 def quality_report(
     store_path: str | Path,
-    truth_dirs: Sequence[str],
+    truth: Sequence[str],
     out_dir: str | Path,
     metric: str = "test_acc",
     ks: Sequence[int] = (1, 5, 10),
     resamples: int = 2000,
     seed: int = 0,
+    benchmark: Mapping | None = None,
 ) -> dict:
-    """Compute the report (nas.quality.metrics) and write it; returns the JSON written."""
-    ids, oneshot, truth, unmatched = matched_pairs(store_path, truth_dirs, metric)
-    quality = ranking_quality(oneshot, truth, ks, resamples, seed=seed)
+    """Compute the report (nas.quality.metrics) and write it; returns the JSON written.
+
+    `truth`: stand-alone run directories, or `["nb201:<benchmark file>"]` with `benchmark` =
+    {dataset, metric, hp} (nas.quality.nb201.lookup's defaults when empty)."""
+    ids, oneshot, values, unmatched = matched_pairs(store_path, truth, metric, benchmark)
+    quality = ranking_quality(oneshot, values, ks, resamples, seed=seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if is_benchmark(truth):
+        settings = {**nb201.DEFAULTS, **(benchmark or {})}
+        source = {
+            "metric": f"NAS-Bench-201 {settings['dataset']} {settings['metric']} "
+            f"({settings['hp']} epochs)",
+            "unmatched_archs": unmatched,
+        }
+    else:
+        source = {"metric": metric, "unmatched_runs": unmatched}
     report = {
         "store": str(store_path),
-        "truth": [str(d) for d in truth_dirs],
-        "metric": metric,
-        "unmatched_runs": unmatched,
+        "truth": [str(d) for d in truth],
+        **source,
         **quality,
         "pairs": [
             {"arch_id": a, "oneshot": o, "truth": t}
-            for a, o, t in zip(ids, oneshot, truth, strict=True)
+            for a, o, t in zip(ids, oneshot, values, strict=True)
         ],
     }
     write_text(out / "quality.json", json.dumps(report, indent=2) + "\n")
     write_text(out / "quality.md", markdown(report))
     plot_correlation(
-        oneshot, truth, out / "quality.png", {k: quality[k]["value"] for k in STATISTICS}
+        oneshot, values, out / "quality.png", {k: quality[k]["value"] for k in STATISTICS}
     )
     return report
 
@@ -108,9 +175,36 @@ def markdown(report: dict) -> str:
             f"| precision@{k} | {top['precision']:.2f} | overlap {top['overlap']} of {k} |"
         )
         lines.append(f"| regret@{k} | {top['regret']:.4f} | best truth minus best of the top {k} |")
-    if report["unmatched_runs"]:
+    if report.get("unmatched_runs"):
         lines += [
             "",
             f"{len(report['unmatched_runs'])} run(s) matched no architecture of the store.",
         ]
+    if report.get("unmatched_archs"):
+        lines += [
+            "",
+            f"{len(report['unmatched_archs'])} architecture(s) of the store are not in the "
+            "benchmark file.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def quality_study(
+    store: str,
+    truth: str | Sequence[str],
+    out_dir: str,
+    metric: str = "test_acc",
+    ks: Sequence[int] = (1, 5, 10),
+    resamples: int = 2000,
+    seed: int = 0,
+    nb201: Mapping | None = None,
+) -> dict:
+    """`python study.py study=quality ...` (conf/study/quality.yaml): the report, as a study."""
+    truth = [truth] if isinstance(truth, str) else list(truth)
+    report = quality_report(store, truth, out_dir, metric, ks, resamples, seed, nb201)
+    return {
+        "report": str(Path(out_dir) / "quality.md"),
+        "n": report["n"],
+        **{name: report[name] for name in STATISTICS},
+        "top": report["top"],
+    }

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from nas import distributed
 from nas.errors import check
 from nas.search.controller import Controller
 from nas.spaces.base import Architecture
@@ -48,25 +49,37 @@ class Reinforce:
         )
         self.baseline = 0.0
 
-    def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        """One step on the samples `archs` with their rewards; returns what to log."""
+    def update(
+        self, archs: Sequence[Architecture], rewards: Sequence[float], module=None
+    ) -> dict[str, float]:
+        """One step on the samples `archs` with their rewards; returns what to log.
+
+        Under DDP (`module`: the training module, whose trainer runs several processes) every
+        process passes its own samples: the baseline runs over all processes' rewards in rank order
+        and the gradients are averaged, so every process takes the step one process would take on
+        all the samples, and the controllers stay identical.
+        """
         check(
             len(archs) == len(rewards) >= 1,
             f"REINFORCE needs one reward per architecture, got {len(rewards)} for {len(archs)}",
         )
         out = self.controller(archs=archs)  # log-probabilities under the current policy
-        total = [
-            float(r) + self.entropy_weight * e
-            for r, e in zip(rewards, out.entropy.tolist(), strict=True)
-        ]
+        mine = torch.as_tensor(rewards, dtype=torch.float64) + self.entropy_weight * (
+            out.entropy.detach().double().cpu()
+        )
+        everyone = distributed.gather(module, mine) if module is not None else mine
         advantages = []
-        for value in total:
+        for value in everyone.tolist():
             advantages.append(value - self.baseline)
             self.baseline -= (1 - self.baseline_decay) * (self.baseline - value)
-        advantage = torch.tensor(advantages, dtype=out.log_prob.dtype, device=out.log_prob.device)
+        _, rank = distributed.processes(module)
+        own = advantages[rank * len(archs) : (rank + 1) * len(archs)]
+        advantage = torch.tensor(own, dtype=out.log_prob.dtype, device=out.log_prob.device)
         loss = -(out.log_prob * advantage).mean() + self.skip_weight * out.skip_kl.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if module is not None:
+            distributed.average_gradients(module, self.controller.parameters())
         self.optimizer.step()
         return {
             "controller/reward": sum(float(r) for r in rewards) / len(rewards),

@@ -26,7 +26,7 @@ from nas.atomic import remove_stale_temp_files, write_text
 from nas.callbacks.panel import fixed_train_examples
 from nas.errors import NasError, check
 from nas.search.complexity import SizeTable
-from nas.search.driver import replay_or_evaluate
+from nas.search.driver import check_shard, replay_or_evaluate, score_shard
 from nas.search.evaluator import (
     OneShotEvaluator,
     default_batch_archs,
@@ -41,6 +41,7 @@ from nas.search.selection import (
     to_archs,
     write_selection,
 )
+from nas.search.shards import shard_dir, shard_share
 from nas.search.store import ResultsStore
 from nas.search.strategies import build_strategy, strategy_settings
 
@@ -62,8 +63,14 @@ def search(
     bn_recalibration_batches: int = 0,
     strategy_kwargs: dict | None = None,
     autocast_dtype: torch.dtype | None = None,
+    shard: int = 0,
+    num_shards: int = 1,
 ) -> ResultsStore:
     """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable).
+
+    shard, num_shards: with num_shards > 1, score only shard `shard` of the stream (random search),
+    into `<out_dir>/shards/shard-<shard>-of-<num_shards>/results.sqlite`; `nas.search.merge`
+    joins the shards' stores into `<out_dir>/results.sqlite` (docs/scaling.md).
 
     module: a supernet module, or a list of few-shot sub-supernets (each architecture is scored by
     the one that holds it: `nas.search.fewshot_routing.route`).
@@ -120,8 +127,17 @@ def search(
     chosen = build_strategy(
         strategy, space, random.Random(seed), module, **dict(strategy_kwargs or {})
     )
+    check_shard(shard, num_shards, num_archs)
+    check(
+        num_shards == 1 or not chosen.uses_scores,
+        f"search.num_shards={num_shards} with strategy={strategy}: {strategy} proposes from the "
+        "scores of earlier proposals, so shards cannot split its stream without changing the search; "
+        "use strategy=random for shards, or one process (docs/scaling.md)",
+    )
     store = ResultsStore(
-        Path(out_dir) / "results.sqlite", space=space, checkpoint=str(Path(checkpoint).resolve())
+        Path(shard_dir(out_dir, shard, num_shards)) / "results.sqlite",
+        space=space,
+        checkpoint=str(Path(checkpoint).resolve()),
     )
     settings = {
         "strategy": strategy,
@@ -133,6 +149,8 @@ def search(
     }
     if bn_recalibration_batches:  # only when used: stores of earlier searches continue as they were
         settings["bn_recalibration_batches"] = bn_recalibration_batches
+    if num_shards > 1:  # likewise; the merge checks that every shard has the same other settings
+        settings.update(shard=shard, num_shards=num_shards)
     previous = store.get_meta("settings")
     if previous and previous.get("strategy") == strategy:
         # Stores may list only the settings given then; a default left out is the same search.
@@ -145,6 +163,8 @@ def search(
             "use the same settings to continue it, or another out_dir"
         )
     store.set_meta("settings", settings)
+    if num_shards > 1:  # the merge checks that every shard reached the same stream length
+        store.set_meta("num_archs", num_archs)
     fields = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "eval_batch_size": batch,
@@ -152,16 +172,19 @@ def search(
     }
     start, before = time.perf_counter(), store.count()
     with _progress() as progress:
-        task = progress.add_task("scoring", total=num_archs)
-        summary = replay_or_evaluate(
-            chosen,
-            store,
-            num_archs,
-            evaluator,
-            batch_archs,
-            on_result=lambda done, total: progress.update(task, completed=done),
-            row_fields=fields,
-        )
+        task = progress.add_task("scoring", total=shard_share(num_archs, shard, num_shards))
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done)
+
+        if num_shards == 1:
+            summary = replay_or_evaluate(
+                chosen, store, num_archs, evaluator, batch_archs, report, fields
+            )
+        else:
+            summary = score_shard(
+                chosen, store, num_archs, evaluator, shard, num_shards, batch_archs, report, fields
+            )
     seconds = time.perf_counter() - start
     console.print(
         f"scored {summary.evaluated} new architecture(s) in {seconds:.1f} s "

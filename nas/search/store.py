@@ -173,6 +173,20 @@ class ResultsStore:
             )
         return self._db.execute(sql, values).rowcount == 1
 
+    def merge_from(self, path: str | Path) -> int:
+        """Copy in every row of the results store at `path` whose arch_id is not stored here yet
+        (seq and all); returns how many were added. One statement: all of them or none."""
+        cols = ", ".join(COLUMNS)
+        before = self.count()
+        self._db.execute("ATTACH DATABASE ? AS other", (str(path),))
+        try:
+            self._db.execute(
+                f"INSERT OR IGNORE INTO results ({cols}) SELECT {cols} FROM other.results"
+            )
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return self.count() - before
+
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON-able value under `key` (replacing any earlier one)."""
         self._db.execute(

@@ -23,6 +23,10 @@ from nas.spaces.base import Architecture, SearchSpace
 class Strategy:
     """Proposes architectures (`ask`) and learns from their scores (`tell`)."""
 
+    # Whether proposals depend on the scores told. Only a strategy that ignores them has a stream of
+    # proposals fixed by its seed alone, which shards can split (`nas.search.driver.score_shard`).
+    uses_scores = True
+
     def __init__(self, space: SearchSpace, rng: random.Random):
         check(
             isinstance(rng, random.Random),
@@ -54,6 +58,8 @@ def _check_score(arch: Architecture, score: float) -> float:
 
 class RandomSearch(Strategy):
     """Independent samples from the space's fixed distribution (Bender et al. 2018); ignores scores."""
+
+    uses_scores = False
 
     def ask(self) -> Architecture:
         return self.space.sample(self.rng)

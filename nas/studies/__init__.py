@@ -4,6 +4,7 @@ from nas.studies.correlation import correlation_pick, correlation_study
 from nas.studies.curves import kl_curves_study
 from nas.studies.dropout import dropout_study
 from nas.studies.kl_accuracy import kl_accuracy_study
+from nas.studies.method_comparison import method_comparison_study
 from nas.studies.report import report_study
 from nas.studies.wandb_log import log_figures, log_search_results, log_table
 
@@ -16,5 +17,6 @@ __all__ = [
     "log_figures",
     "log_search_results",
     "log_table",
+    "method_comparison_study",
     "report_study",
 ]

@@ -71,7 +71,12 @@ class ChoiceBlock(nn.Module):
             dense,
             ghost,
         )
-        return torch.zeros_like(h) if out is None else out
+        if out is None:
+            # No op is on where an input is: zeros, still joined to the inputs' graph, so the
+            # input paths in use get a (zero) gradient whichever other ghost batches share the
+            # step, as they do when a parameter-free op joins them (DDP then sums like one batch).
+            return h * 0
+        return out
 
 
 class Cell(nn.Module):
