@@ -357,3 +357,13 @@ def test_killed_in_either_phase_and_resumed_equals_uninterrupted(
             assert [r["oneshot_acc"] for r in a.ranking()] == pytest.approx(
                 [r["oneshot_acc"] for r in b.ranking()], abs=1e-6
             )
+
+
+def test_search_py_points_a_recurrent_run_to_its_own_derived_cells(tmp_path):
+    from nas.search.checkpoint import load_supernet_module
+
+    path = tmp_path / "last.ckpt"
+    module_class = "nas.methods.enas_rnn.ENASRNNModule"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "module_class": module_class}, path)
+    with pytest.raises(NasError, match=r"derives its cells itself .*search/controller"):
+        load_supernet_module(str(path), torch.device("cpu"))

@@ -287,4 +287,3 @@ class ENASRNNModule(LanguageModelModule):
 def _plain(settings: Mapping) -> dict:
     """Nested mappings (e.g. Hydra's DictConfig) as plain dicts."""
     return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()}
-

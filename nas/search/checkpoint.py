@@ -33,6 +33,12 @@ def load_supernet_module(ckpt: str, device: torch.device):
     raw = read_checkpoint(path)
     hparams = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
     check(
+        not str(raw.get("module_class", "")).endswith("ENASRNNModule"),
+        f"checkpoint {str(path)!r} is an ENAS recurrent (language-model) run: it derives its cells "
+        "itself at the end of training, into <run>/search/controller/ (ranking.csv, selections); "
+        "retrain one with experiment=quickstart_enas_rnn_standalone arch=<selection json>",
+    )
+    check(
         isinstance(hparams.get("space"), dict) and "ghost_size" in hparams,
         f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in its "
         "hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
