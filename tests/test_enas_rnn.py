@@ -367,3 +367,14 @@ def test_search_py_points_a_recurrent_run_to_its_own_derived_cells(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {}, "module_class": module_class}, path)
     with pytest.raises(NasError, match=r"derives its cells itself .*search/controller"):
         load_supernet_module(str(path), torch.device("cpu"))
+
+
+def test_language_models_refuse_several_processes_with_one_clear_error():
+    from types import SimpleNamespace
+
+    from nas.modules.lm import LanguageModelModule
+
+    module = LanguageModelModule()
+    module.trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(NasError, match=r"this run has 2 processes.*trainer.devices=1"):
+        module.setup("fit")

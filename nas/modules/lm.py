@@ -60,6 +60,16 @@ class LanguageModelModule(L.LightningModule):
         """(logits [K·N, T, V], new hidden) of an evaluation batch: K models on the same batch."""
         raise NotImplementedError
 
+    def setup(self, stage: str) -> None:
+        world = self.trainer.world_size
+        check(
+            world == 1,
+            f"{type(self).__name__} trains on one device, but this run has {world} processes: each "
+            "row of its batches is a token stream whose hidden state carries from batch to batch, "
+            "and sharing the rows out over processes is not supported; run it without "
+            "hardware=ddp and with trainer.devices=1",
+        )
+
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         check(
