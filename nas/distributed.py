@@ -20,7 +20,11 @@ RANK_SEED_STRIDE = 1_000_003
 
 def processes(module) -> tuple[int, int]:
     """(number of processes, this one's rank) of the trainer running `module`, or (1, 0)."""
-    trainer = getattr(module, "_trainer", None)
+    return processes_of(getattr(module, "_trainer", None))
+
+
+def processes_of(trainer) -> tuple[int, int]:
+    """(number of processes, this one's rank) of `trainer`, or (1, 0) without one."""
     return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
 

@@ -23,6 +23,7 @@ from nas.data.batching import (
     cutout,
     passthrough,
 )
+from nas.distributed import processes_of
 from nas.errors import NasError, check
 
 
@@ -168,18 +169,13 @@ class TensorImageDataModule(L.LightningDataModule):
         assert split is not None
         return split
 
-    def processes(self) -> tuple[int, int]:
-        """(number of processes, this one's rank) of the trainer running this data (DDP), or (1, 0)."""
-        trainer = self.trainer
-        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-
     def train_dataloader(self) -> DataLoader:
         """Shuffled full batches; the order depends only on (seed, epoch); resumable mid-epoch.
 
         With several processes each takes its own block of every global batch (`EpochShuffleSampler`).
         """
         split = self._split("train")
-        replicas, rank = self.processes()
+        replicas, rank = processes_of(self.trainer)
         check(
             len(split) >= self.batch_size * replicas,
             f"{replicas} processes with batch_size={self.batch_size} need {self.batch_size * replicas} "
@@ -221,7 +217,7 @@ class TensorImageDataModule(L.LightningDataModule):
         return DataLoader(
             TensorBatchDataset(split),
             batch_size=self.eval_batch_size,
-            sampler=ShardSampler(len(split), *self.processes()),
+            sampler=ShardSampler(len(split), *processes_of(self.trainer)),
             drop_last=False,
             collate_fn=passthrough,
             num_workers=0,

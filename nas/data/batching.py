@@ -67,7 +67,40 @@ def passthrough(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
     return batch
 
 
-class EpochShuffleSampler(DistributedSampler):
+class ResumablePass:
+    """A sampler's place in the current epoch, which a checkpoint can carry.
+
+    `position` counts the indices handed out in the current epoch; `resume_at(epoch, position)`
+    makes the next pass, if it is of `epoch`, skip what a killed run had already consumed.
+    Subclasses set `epoch`, `position` and `_resume` in `__init__` and iterate with `_resume_pass`.
+    """
+
+    epoch: int
+    position: int
+    _resume: tuple[int, int] | None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next iteration yields (Lightning calls this)."""
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, position: int) -> None:
+        """Make the next iteration, if it is of `epoch`, start at index `position` of its order."""
+        self._resume = (epoch, position)
+
+    def _resume_pass(self, order: list[int]) -> Iterator[int]:
+        """The pass over `order` from the resume point (or from its start)."""
+        # A resume point of an earlier epoch (a checkpoint at an epoch's end) means: start afresh.
+        resume, self._resume = self._resume, None
+        self.position = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        return self._count(order)
+
+    def _count(self, order: list[int]) -> Iterator[int]:
+        while self.position < len(order):
+            self.position += 1
+            yield order[self.position - 1]
+
+
+class EpochShuffleSampler(ResumablePass, DistributedSampler):
     """A random permutation of `range(size)` that depends only on (seed, epoch), in full batches.
 
     With several processes (`replicas`, Lightning's DDP) every process draws the same permutation
@@ -77,11 +110,8 @@ class EpochShuffleSampler(DistributedSampler):
     batch size would see, and examples that do not fill a global batch are left out (drop_last).
 
     It is a `DistributedSampler` only so that Lightning keeps it instead of wrapping it in its own
-    (which would lose the place in the epoch): the sharding above is its own.
-
-    `position` counts the indices this process has handed out in the current epoch;
-    `resume_at(epoch, position)` makes the next iteration of that epoch skip what a killed run had
-    already consumed.
+    (which would lose the place in the epoch): the sharding above is its own. Its place in the
+    epoch (`ResumablePass`) counts this process's indices.
     """
 
     def __init__(
@@ -97,30 +127,13 @@ class EpochShuffleSampler(DistributedSampler):
         self.position = 0
         self._resume: tuple[int, int] | None = None
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next iteration yields (Lightning calls this)."""
-        self.epoch = epoch
-
-    def resume_at(self, epoch: int, position: int) -> None:
-        """Make the next iteration, if it is of `epoch`, start at index `position` of its order."""
-        self._resume = (epoch, position)
-
     def __iter__(self) -> Iterator[int]:
         # SeedSequence mixes (seed, epoch) so that no two pairs share a stream, unlike seed + epoch.
         state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
         order = torch.randperm(self.size, generator=generator)
         blocks = order[: len(self) * self.replicas].view(-1, self.replicas, self.batch_size)
-        mine = blocks[:, self.rank].reshape(-1).tolist()
-        # A resume point of an earlier epoch (a checkpoint at an epoch's end) means: start afresh.
-        resume, self._resume = self._resume, None
-        self.position = resume[1] if resume is not None and resume[0] == self.epoch else 0
-        return self._count(mine)
-
-    def _count(self, order: list[int]) -> Iterator[int]:
-        while self.position < len(order):
-            self.position += 1
-            yield order[self.position - 1]
+        return self._resume_pass(blocks[:, self.rank].reshape(-1).tolist())
 
     def __len__(self) -> int:
         """Indices per epoch for this process: its share of the full global batches."""

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nas.atomic import write_text
+from nas.data.batching import ResumablePass
 from nas.errors import NasError, check
 
 FILES = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -92,26 +93,17 @@ class ChunkDataset(Dataset):
         return self.data[:, start:end], self.data[:, start + 1 : end + 1], i
 
 
-class ChunkSampler(Sampler[int]):
-    """The batches 0..size-1 in order, every epoch; `position` counts those handed out, and
-    `resume_at(epoch, position)` makes the next pass of that epoch skip what a killed run consumed."""
+class ChunkSampler(ResumablePass, Sampler[int]):
+    """The batches 0..size-1 in order, every epoch, resumable mid-epoch (`ResumablePass`)."""
 
     def __init__(self, size: int) -> None:
         self.size, self.epoch, self.position = size, 0, 0
         self._resume: tuple[int, int] | None = None
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def resume_at(self, epoch: int, position: int) -> None:
-        self._resume = (epoch, position)
-
     def __iter__(self) -> Iterator[int]:
-        resume, self._resume = self._resume, None  # a point of an earlier epoch: start afresh
-        self.position = resume[1] if resume is not None and resume[0] == self.epoch else 0
-        while self.position < self.size:
-            self.position += 1
-            yield self.position - 1
+        # a generator: the resume point is read at the first batch, after Lightning has restored
+        # the loader's state (it may call iter() before that)
+        yield from self._resume_pass(list(range(self.size)))
 
     def __len__(self) -> int:
         return self.size
@@ -223,12 +215,6 @@ class TextDataModule(L.LightningDataModule):
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         """Training batches in order, the place in the epoch resumable."""
-        trainer = self.trainer
-        check(
-            trainer is None or trainer.world_size == 1,
-            f"language-model training runs in one process (its BPTT state follows one stream), "
-            f"got {trainer.world_size if trainer else 1}; set trainer.devices=1",
-        )
         data = ChunkDataset(self.stream("train"), self.bptt)
         self._sampler = ChunkSampler(len(data))
         if self._resume:

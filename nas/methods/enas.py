@@ -91,7 +91,7 @@ class ENASModule(OneShotModule):
         mask_seed: int = 0,
     ):
         space = build_space(space)
-        controller = _plain(controller or {})  # saved in checkpoints: plain values only
+        controller = plain_settings(controller or {})  # saved in checkpoints: plain values only
         for key, value, low in (
             ("controller_steps", controller_steps, 0),
             ("controller_aggregate", controller_aggregate, 1),
@@ -190,16 +190,10 @@ class ENASModule(OneShotModule):
         return correct.tolist()
 
     def _write_greedy(self) -> None:
-        """The controller's current favourite, in `<log dir>/greedy_arch.json` and the console."""
-        arch = self.controller.greedy()
-        log_dir = self.trainer.log_dir  # every process: under DDP it is a broadcast from rank 0
+        """The controller's current favourite, in `<log dir>/greedy_arch.json` and the W&B table."""
+        arch = write_greedy(self.trainer, self.controller)
         if not self.trainer.is_global_zero:
             return
-        if log_dir:
-            write_text(
-                f"{log_dir}/greedy_arch.json",
-                json.dumps(arch.to_dict(), indent=2) + "\n",
-            )
         if hasattr(self.logger, "log_text"):  # W&B: a row per epoch in the run's tables
             choices = json.dumps({k: list(v) for k, v in arch.choices.items()})
             self.logger.log_text(
@@ -242,6 +236,19 @@ class ENASModule(OneShotModule):
             self.reinforce.load_state_dict(checkpoint["reinforce"])
 
 
-def _plain(settings: Mapping) -> dict:
+def write_greedy(trainer, controller: Controller):
+    """The controller's greedy architecture, written to `<log dir>/greedy_arch.json` by process 0;
+    returns it. Every process calls it: under DDP `trainer.log_dir` is a broadcast from rank 0."""
+    arch = controller.greedy()
+    log_dir = trainer.log_dir
+    if trainer.is_global_zero and log_dir:
+        write_text(f"{log_dir}/greedy_arch.json", json.dumps(arch.to_dict(), indent=2) + "\n")
+    return arch
+
+
+def plain_settings(settings: Mapping) -> dict:
     """Nested mappings (e.g. Hydra's DictConfig) as plain dicts."""
-    return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()}
+    return {
+        str(k): plain_settings(v) if isinstance(v, Mapping) else v
+        for k, v in dict(settings).items()
+    }

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from nas.atomic import write_text
 from nas.errors import check
+from nas.methods.enas import plain_settings, write_greedy
 from nas.modules.lm import LanguageModelModule, check_lm_optimizer
 from nas.search.controller import Controller
 from nas.search.reinforce import Reinforce
@@ -88,7 +89,7 @@ class ENASRNNModule(LanguageModelModule):
             )
         check(reward_constant > 0, f"model.reward_constant={reward_constant!r} must be > 0 (80)")
         check_lm_optimizer(lr, lr_decay, decay_after, l2, grad_clip)
-        controller = _plain(controller or {})
+        controller = plain_settings(controller or {})
         self.save_hyperparameters(ignore=["space", "controller"])
         self.hparams["space"] = space.spec()  # plain values: the checkpoint rebuilds the space
         self.hparams["controller"] = controller
@@ -177,7 +178,7 @@ class ENASRNNModule(LanguageModelModule):
             self.log(
                 key, value, on_step=False, on_epoch=True, prog_bar=key.endswith("ppl"), batch_size=1
             )
-        self._write_greedy()
+        write_greedy(self.trainer, self.controller)  # <log dir>/greedy_arch.json
         return totals
 
     @torch.no_grad()
@@ -207,14 +208,6 @@ class ENASRNNModule(LanguageModelModule):
             nll = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
             total += nll.view(k, -1).sum(1).double().cpu()
         return torch.exp(total / (rows * (stream.shape[1] - 1))).tolist()
-
-    def _write_greedy(self) -> None:
-        """The controller's current favourite, in `<log dir>/greedy_arch.json`."""
-        arch = self.controller.greedy()
-        log_dir = self.trainer.log_dir  # every process: under DDP it is a broadcast from rank 0
-        if self.trainer.is_global_zero and log_dir:
-            text = json.dumps(arch.to_dict(), indent=2) + "\n"
-            write_text(f"{log_dir}/greedy_arch.json", text)
 
     # -- derive --------------------------------------------------------------------------------
     def on_fit_end(self) -> None:
@@ -282,8 +275,3 @@ class ENASRNNModule(LanguageModelModule):
             self.mask_generator.set_state(checkpoint["mask_generator"])
             self.controller_generator.set_state(checkpoint["controller_generator"])
             self.reinforce.load_state_dict(checkpoint["reinforce"])
-
-
-def _plain(settings: Mapping) -> dict:
-    """Nested mappings (e.g. Hydra's DictConfig) as plain dicts."""
-    return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in dict(settings).items()}
