@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, device_of
 from nas.errors import check
+from nas.results.outputs import write_outputs
 from nas.search.fewshot_routing import load_supernets
-from nas.search.run import search, write_outputs  # also registers search.yaml's resolvers
+from nas.search.run import search  # also registers search.yaml's resolvers
 
 # search.yaml composes base.yaml for the experiments it shares with train.py, but the network, space
 # and sampler come from the checkpoint: setting these on the command line would change nothing.
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> dict:
         )
         space = (module[0] if isinstance(module, list) else module).space
         if cfg.search.num_shards > 1:  # ranking and selections come from the merge of all shards
-            from nas.search.run import console  # here: Hydra launchers pickle this function
+            from nas.results.outputs import console  # here: Hydra launchers pickle this function
 
             store.close()
             console.print(

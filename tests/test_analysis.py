@@ -18,7 +18,6 @@ from nas.analysis import (
     mean_symmetric_kl,
     plot_correlation,
     plot_dropout_panels,
-    plot_histogram,
     plot_kl_curves,
     plot_kl_vs_accuracy,
     rank_correlations,
@@ -30,6 +29,7 @@ from nas.analysis import (
 from nas.analysis.figures import _legend_order
 from nas.analysis.report import mean_std
 from nas.errors import NasError
+from nas.results.outputs import plot_histogram
 
 # ---------------------------------------------------------------- symmetric KL
 

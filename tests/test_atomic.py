@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from nas.analysis.figures import plot_histogram
 from nas.atomic import atomic_path, remove_stale_temp_files, write_text
 from nas.checkpointing import LastCheckpoint
-from nas.search.selection import write_selection
-from nas.search.store import ResultsStore
+from nas.results.outputs import plot_histogram
+from nas.results.selection import write_selection
+from nas.results.store import ResultsStore
 
 
 class Killed(Exception):

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from nas.errors import NasError
 from nas.methods.enas_rnn import ENASRNNModule
+from nas.results.store import ResultsStore
 from nas.search.reinforce import Reinforce
-from nas.search.store import ResultsStore
 from nas.spaces import Architecture
 from nas.spaces.enas_rnn import EnasRnnSpace, loose_ends
 from tests.conftest import compose_config

@@ -24,7 +24,7 @@ pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 @pytest.fixture(scope="module")
 def selection(tmp_path_factory) -> list[Path]:
     """One architecture of the smoke experiments' space in each of two selection groups."""
-    from nas.search.selection import write_selection
+    from nas.results.selection import write_selection
     from nas.spaces.oneshot_cell import OneShotCellSpace
 
     space = OneShotCellSpace(num_blocks=2)

@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from nas.errors import NasError
 from nas.quality.metrics import ranking_quality
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.spaces import Architecture
 from nas.spaces.nb201 import EDGES, NB201_OPS, NB201Space
 from nas.studies.method_comparison import method_comparison_study

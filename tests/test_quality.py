@@ -11,7 +11,7 @@ from scipy import stats as sps
 from nas.errors import NasError
 from nas.quality.__main__ import main
 from nas.quality.metrics import bootstrap_statistics, ranking_quality, top_k
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.spaces.nb201 import NB201Space
 
 

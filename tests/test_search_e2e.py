@@ -17,7 +17,7 @@ from tests.conftest import ROOT, compose_config
 # search.py, made to SIGKILL itself right after its N-th result is committed (N: first argument).
 KILLED_SEARCH = """
 import os, runpy, signal, sys
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 after, add = int(sys.argv.pop(1)), ResultsStore.add
 def add_then_die(self, result):
     stored = add(self, result)
@@ -87,7 +87,7 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(supernet_ckpt, tmp_path)
 
 @pytest.mark.slow
 def test_evolution_settings_come_from_the_strategy_group(supernet_ckpt, tmp_path):
-    from nas.search.store import ResultsStore
+    from nas.results.store import ResultsStore
 
     out = tmp_path / "evolution"
     given = ["strategy=evolution", "strategy.population_size=4", "search.num_archs=8"]

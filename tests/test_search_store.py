@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from nas.errors import NasError
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 
 # No torch-importing module at the top: the spawned writer processes import this file.
 

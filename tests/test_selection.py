@@ -9,8 +9,8 @@ import pytest
 from torch import nn
 
 from nas.errors import NasError
-from nas.search.complexity import child_size, clear_size_cache, count_macs, count_params
-from nas.search.selection import (
+from nas.results.complexity import child_size, clear_size_cache, count_macs, count_params
+from nas.results.selection import (
     all_on,
     one_shot_small,
     one_shot_top,

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from nas.errors import NasError
+from nas.results.store import ResultsStore
 from nas.search.driver import check_shard, distinct_proposals, replay_or_evaluate, score_shard
 from nas.search.merge import merge
 from nas.search.shards import shard_dir
-from nas.search.store import ResultsStore
 from nas.search.strategies import RandomSearch, RegularizedEvolution
 from tests.conftest import ROOT, compose_config
 from tests.test_search_e2e import KILLED_SEARCH

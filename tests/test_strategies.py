@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import chisquare
 
 from nas.errors import NasError
+from nas.results.store import ResultsStore
 from nas.search.driver import replay_or_evaluate
-from nas.search.store import ResultsStore
 from nas.search.strategies import STRATEGIES, RandomSearch, RegularizedEvolution, build_strategy
 from nas.spaces.oneshot_cell import OneShotCellSpace
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.spaces import Architecture
 from nas.studies import (
     correlation_study,
@@ -167,7 +167,7 @@ def test_kl_curves_and_report(tmp_path, monkeypatch):
 
 
 def test_search_results_and_figures_go_to_wandb_only_with_a_run(tmp_path, monkeypatch, archs):
-    from nas.analysis import plot_histogram
+    from nas.results.outputs import plot_histogram
     from nas.studies import wandb_log
 
     monkeypatch.setenv("WANDB_SILENT", "true")

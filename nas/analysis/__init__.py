@@ -4,7 +4,6 @@ from nas.analysis.correlation import bucket_index, bucket_sample, rank_correlati
 from nas.analysis.figures import (
     plot_correlation,
     plot_dropout_panels,
-    plot_histogram,
     plot_kl_curves,
     plot_kl_vs_accuracy,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "mean_symmetric_kl",
     "plot_correlation",
     "plot_dropout_panels",
-    "plot_histogram",
     "plot_kl_curves",
     "plot_kl_vs_accuracy",
     "rank_correlations",

@@ -13,52 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from nas.analysis.correlation import rank_correlations
-from nas.atomic import atomic_path
 from nas.errors import check
-
-DPI = 100
-SIZE_IN = (6.0, 4.5)  # inches; 600 x 450 px at DPI
-
-
-def _vector(values: Sequence[float], name: str, min_len: int = 1) -> np.ndarray:
-    """`values` as a finite 1-D float array of at least `min_len` entries."""
-    arr = np.asarray(values, dtype=np.float64)
-    check(arr.ndim == 1, f"{name} must be a flat sequence of numbers, got shape {arr.shape}")
-    check(arr.size >= min_len, f"{name} needs at least {min_len} value(s), got {arr.size}")
-    check(
-        bool(np.isfinite(arr).all()),
-        f"{name} contains NaN or Inf; drop failed or unfinished runs before plotting",
-    )
-    return arr
-
-
-def _same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
-    check(a.shape == b.shape, f"{names} must have the same length, got {a.size} and {b.size}")
-
-
-def _new_figure(width_in: float = SIZE_IN[0], height_in: float = SIZE_IN[1]) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
-    return fig
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    """Write `fig` as PNG to `path` (creating its folder), release it and return the path."""
-    out = Path(path)
-    check(
-        out.suffix.lower() == ".png",
-        f"figure path must end in .png, got {str(out)!r}; these figures are written as PNG",
-    )
-    # No bbox_inches="tight": it would change the pixel size away from the documented one.
-    # Drawn to a temporary file, then renamed: a failure keeps the previous figure whole.
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    fig.clear()  # drop the artists now rather than at garbage collection
-    return out
+from nas.plotting import SIZE_IN, new_figure, same_length, save_png, vector
 
 
 def _stats_text(x: np.ndarray, y: np.ndarray, stats: Mapping[str, float] | None) -> str:
@@ -78,23 +36,6 @@ def _stats_text(x: np.ndarray, y: np.ndarray, stats: Mapping[str, float] | None)
     )
 
 
-def plot_histogram(
-    accuracies: Sequence[float],
-    path: str | Path,
-    title: str = "One-shot accuracy of sampled architectures",
-    bins: int = 50,
-) -> Path:
-    """Histogram of one-shot validation accuracies (paper Fig. 5, bottom)."""
-    acc = _vector(accuracies, "accuracies")
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    ax.hist(acc, bins=bins, color="tab:blue", edgecolor="white", linewidth=0.3)
-    ax.set_xlabel("one-shot validation accuracy")
-    ax.set_ylabel("architectures")
-    ax.set_title(f"{title} (n = {acc.size})", fontsize=10)
-    return _save(fig, path)
-
-
 def plot_correlation(
     oneshot_acc: Sequence[float],
     standalone_acc: Sequence[float],
@@ -103,14 +44,14 @@ def plot_correlation(
     errors: Sequence[float] | None = None,
 ) -> Path:
     """Scatter of one-shot vs stand-alone accuracy, optional std error bars (paper Fig. 5, top)."""
-    x = _vector(oneshot_acc, "oneshot_acc")
-    y = _vector(standalone_acc, "standalone_acc")
-    _same_length(x, y, "oneshot_acc and standalone_acc")
-    fig = _new_figure()
+    x = vector(oneshot_acc, "oneshot_acc")
+    y = vector(standalone_acc, "standalone_acc")
+    same_length(x, y, "oneshot_acc and standalone_acc")
+    fig = new_figure()
     ax = fig.add_subplot()
     if errors is not None:
-        err = _vector(errors, "errors")
-        _same_length(y, err, "standalone_acc and errors")
+        err = vector(errors, "errors")
+        same_length(y, err, "standalone_acc and errors")
         check(bool((err >= 0).all()), "errors are standard deviations and must be >= 0")
         ax.errorbar(x, y, yerr=err, fmt="o", ms=4, capsize=2, elinewidth=0.8)
     else:
@@ -118,7 +59,7 @@ def plot_correlation(
     ax.set_xlabel("one-shot accuracy")
     ax.set_ylabel("stand-alone accuracy")
     ax.set_title(_stats_text(x, y, stats), fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_kl_vs_accuracy(
@@ -128,17 +69,17 @@ def plot_kl_vs_accuracy(
     stats: Mapping[str, float] | None = None,
 ) -> Path:
     """Scatter of symmetrized KL to the all-on model vs one-shot validation accuracy (Fig. 6)."""
-    x = _vector(kl, "kl")
-    y = _vector(accuracy, "accuracy")
-    _same_length(x, y, "kl and accuracy")
+    x = vector(kl, "kl")
+    y = vector(accuracy, "accuracy")
+    same_length(x, y, "kl and accuracy")
     check(bool((x >= 0).all()), "kl values are divergences and must be >= 0")
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.scatter(x, y, s=12, alpha=0.7)
     ax.set_xlabel("symmetrized KL divergence to the all-on model (training batch)")
     ax.set_ylabel("one-shot validation accuracy")
     ax.set_title(_stats_text(x, y, stats), fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_dropout_panels(panels: Sequence[Mapping[str, object]], path: str | Path) -> Path:
@@ -155,11 +96,11 @@ def plot_dropout_panels(panels: Sequence[Mapping[str, object]], path: str | Path
             not missing,
             f"panel {i} lacks key(s) {sorted(missing)}; each panel needs rate, oneshot, standalone",
         )
-        x = _vector(panel["oneshot"], f"panels[{i}]['oneshot']")
-        y = _vector(panel["standalone"], f"panels[{i}]['standalone']")
-        _same_length(x, y, f"panels[{i}] oneshot and standalone")
+        x = vector(panel["oneshot"], f"panels[{i}]['oneshot']")
+        y = vector(panel["standalone"], f"panels[{i}]['standalone']")
+        same_length(x, y, f"panels[{i}] oneshot and standalone")
         data.append((float(panel["rate"]), x, y))
-    fig = _new_figure(max(SIZE_IN[0], 3.0 * len(data)), SIZE_IN[1])
+    fig = new_figure(max(SIZE_IN[0], 3.0 * len(data)), SIZE_IN[1])
     axes = fig.subplots(1, len(data), sharey=True, squeeze=False)[0]
     for ax, (rate, x, y) in zip(axes, data, strict=True):
         ax.scatter(x, y, s=10)
@@ -168,7 +109,7 @@ def plot_dropout_panels(panels: Sequence[Mapping[str, object]], path: str | Path
         ax.set_xlabel("one-shot acc.", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("stand-alone accuracy")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _legend_order(arch_ids: list[str], final_acc: Mapping[str, float] | None) -> list[str]:
@@ -197,40 +138,16 @@ def plot_kl_curves(
     """
     check(len(curves) >= 1, "plot_kl_curves needs at least one curve, got none")
     order = _legend_order(list(curves), final_acc)
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for arch in order:
         steps, values = curves[arch]
-        s = _vector(steps, f"steps of {arch!r}")
-        v = _vector(values, f"KL values of {arch!r}")
-        _same_length(s, v, f"steps and values of {arch!r}")
+        s = vector(steps, f"steps of {arch!r}")
+        v = vector(values, f"KL values of {arch!r}")
+        same_length(s, v, f"steps and values of {arch!r}")
         label = str(arch) if final_acc is None else f"{arch} (acc {float(final_acc[arch]):.3f})"
         ax.plot(s, v, label=label, linewidth=1.2)
     ax.set_xlabel("training step")
     ax.set_ylabel("symmetrized KL to the all-on model")
     ax.legend(fontsize=7, title="by final one-shot acc." if final_acc is not None else None)
-    return _save(fig, path)
-
-
-def plot_gamma(gamma: Mapping[tuple, float], tau: float, path: str | Path) -> Path:
-    """BayesNAS relevance: γ of every switch (log scale), edges and ops, with the pruning bar."""
-    keys = list(gamma)
-    values = _vector([gamma[k] for k in keys], "gamma")
-    edge = np.array([k[1] is None for k in keys])
-    fig = _new_figure(max(SIZE_IN[0], 0.12 * len(keys)), SIZE_IN[1])
-    ax = fig.add_subplot()
-    floor = max(values[values > 0].min() if (values > 0).any() else 1e-12, 1e-12) / 10
-    shown = np.maximum(values, floor)
-    ax.bar(np.flatnonzero(~edge), shown[~edge], color="tab:blue", label="op switch")
-    if edge.any():
-        ax.bar(np.flatnonzero(edge), shown[edge], color="tab:orange", label="edge switch")
-    for kind, color in ((~edge, "tab:blue"), (edge, "tab:orange")):
-        if kind.any():
-            ax.axhline(tau * values[kind].max(), color=color, linestyle="--", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels([f"{d} {o or '(edge)'}" for d, o in keys], rotation=90, fontsize=5)
-    ax.set_ylabel("γ (prior variance after the hierarchy)")
-    ax.set_title(f"BayesNAS relevance; dashed: pruning bar τ·max (τ = {tau:g})", fontsize=10)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -25,8 +25,9 @@ from nas import distributed
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
-from nas.methods.derived import validation_accuracy, write_derived
+from nas.methods.derived import validation_accuracy
 from nas.modules.supernet import OneShotModule
+from nas.results.derived import write_derived
 from nas.samplers.base import Sampler
 from nas.spaces import Architecture, SearchSpace, Weights, build_space
 

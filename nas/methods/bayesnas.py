@@ -31,8 +31,9 @@ from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
-from nas.methods.derived import validation_accuracy, write_derived
+from nas.methods.derived import validation_accuracy
 from nas.modules.supernet import OneShotModule
+from nas.results.derived import write_derived
 from nas.samplers.base import Sampler
 from nas.spaces import Architecture, SearchSpace, Weights, build_space
 
@@ -291,7 +292,7 @@ def _fixed_batches(datamodule, count: int, device) -> list[tuple[torch.Tensor, t
 
 def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
     """The pruned architecture as a search result (store, ranking, selections), and γ per path."""
-    from nas.analysis.figures import plot_gamma
+    from nas.methods.gamma_figure import plot_gamma
 
     arch = module.pruned()
     with torch.no_grad():  # scored with the trained switch weights, restricted to its paths

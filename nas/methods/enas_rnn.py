@@ -217,10 +217,10 @@ class ENASRNNModule(LanguageModelModule):
     def derive(self, out: Path, seed: int = 0) -> dict:
         """ENAS's derive step: score distinct samples of the controller on the validation stream
         (fixed: the same for all) into `out` like a search; resumable (stored scores are reused)."""
+        from nas.results.store import ResultsStore
         from nas.search.controller_strategy import ControllerStrategy
         from nas.search.driver import replay_or_evaluate
         from nas.search.run import write_outputs
-        from nas.search.store import ResultsStore
 
         h, datamodule = self.hparams, self.trainer.datamodule
         stream, bptt = datamodule.stream("val"), datamodule.bptt

@@ -21,7 +21,7 @@ from nas.collect import finished_standalone_runs
 from nas.errors import NasError, check
 from nas.quality import nb201
 from nas.quality.metrics import STATISTICS, ranking_quality
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.spaces import Architecture, build_space
 
 LABELS = {"kendall_tau": "Kendall τ", "spearman": "Spearman ρ", "pearson": "Pearson r"}

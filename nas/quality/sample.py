@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from nas.errors import NasError, check
-from nas.search.selection import to_archs, write_selection
-from nas.search.store import ResultsStore
+from nas.results.selection import to_archs, write_selection
+from nas.results.store import ResultsStore
 from nas.spaces import build_space
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nas.errors import check
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.search.strategies import Strategy
 from nas.spaces.base import Architecture
 

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import torch
 
 from nas.ghost_bn import ghost_sizes
-from nas.search.complexity import SizeTable
+from nas.results.complexity import SizeTable
 from nas.spaces.base import Architecture
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import NasError, check
+from nas.results.store import ResultsStore
 from nas.search.shards import SHARDS, shard_share, shard_stores
-from nas.search.store import ResultsStore
 
 SHARD_KEYS = ("shard", "num_shards")  # the only settings in which the shards of one search differ
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = merge(args.search_dir, args.partial)
-        from nas.search.run import console, write_outputs
+        from nas.results.outputs import console, write_outputs
         from nas.spaces import build_space
 
         with ResultsStore(path) as store:

@@ -8,7 +8,7 @@ to whatever produced them. A path whose weight is exactly 0 in a ghost batch is 
 
 Every parameter belongs to exactly one *path* or to the always-on trunk (path key `()`), declared by
 the network while it is built (`declare_path`), never guessed from module names. Masked L2, parameter
-and MAC counts per path (`nas.search.complexity.SizeTable`) and, later, priors on switches use it.
+and MAC counts per path (`nas.results.complexity.SizeTable`) and, later, priors on switches use it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from nas.atomic import write_text
 from nas.checkpointing import read_checkpoint
 from nas.collect import finished_standalone_runs
 from nas.errors import check
-from nas.search.store import ResultsStore
+from nas.results.store import ResultsStore
 from nas.spaces import Architecture, SearchSpace, build_space
 
 

@@ -16,8 +16,8 @@ from nas.analysis import bucket_index, bucket_sample, plot_correlation, rank_cor
 from nas.analysis.report import mean_std
 from nas.atomic import write_text
 from nas.errors import check
+from nas.results.selection import write_selection
 from nas.samplers.base import sampler_spec
-from nas.search.selection import write_selection
 from nas.studies.common import arch_of, open_store, read_json, standalone_results, write_json
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from nas.analysis import plot_dropout_panels, rank_correlations
 from nas.errors import check
+from nas.results.store import ResultsStore
 from nas.samplers.base import sampler_spec
-from nas.search.store import ResultsStore
 from nas.studies.common import checkpoint_hparams, read_json, write_json
 
 

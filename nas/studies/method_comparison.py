@@ -39,8 +39,8 @@ from nas.quality.metrics import ranking_quality
 from nas.quality.nb201 import DEFAULTS, PREFIX
 from nas.quality.report import read_store, runs_by_arch, runs_truth, truth_of
 from nas.quality.sample import stratified_rows
-from nas.search.selection import to_archs, write_selection
-from nas.search.store import ResultsStore
+from nas.results.selection import to_archs, write_selection
+from nas.results.store import ResultsStore
 from nas.spaces import Architecture
 from nas.studies.common import write_json
 

@@ -57,7 +57,7 @@ def one_shot_top(
 def one_shot_small(rows: Sequence[Row], k: int = 10, percentile: float = 90) -> list[Row]:
     """One-Shot Small: the `k` fewest-parameter rows whose one-shot accuracy exceeds `percentile`."""
     _require(rows, "oneshot_acc", "every row needs a one-shot accuracy")
-    _require(rows, "params", "store parameter counts with the results (see nas.search.complexity)")
+    _require(rows, "params", "store parameter counts with the results (see nas.results.complexity)")
     check(
         0 <= percentile < 100,
         f"selection percentile={percentile!r} must be in [0, 100) (the paper: about 90)",
