@@ -1,7 +1,7 @@
 """Rank architectures with a trained supernet: `python search.py experiment=quickstart ckpt=<last.ckpt>`.
 
-ckpt may also be a directory of few-shot sub-supernets (the sweep of `experiment=quickstart_fewshot`):
-each architecture is then scored by the sub-supernet that holds it.
+ckpt may also be a directory of runs that one search scores together (e.g. the sweep of few-shot
+sub-supernets, each architecture scored by the one that holds it): their method decides.
 `search.shard=i search.num_shards=n` scores one of n disjoint parts of the same proposals (one
 process per GPU or machine); `python -m nas.search.merge <out_dir>` then ranks and selects
 (docs/scaling.md).
@@ -18,8 +18,9 @@ from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, device_of
 from nas.errors import check
 from nas.results.outputs import write_outputs
-from nas.search.fewshot_routing import load_supernets
+from nas.search.checkpoint import load_for_search
 from nas.search.run import search  # also registers search.yaml's resolvers
+from nas.search.strategies import strategy_name
 
 # search.yaml composes base.yaml for the experiments it shares with train.py, but the network, space
 # and sampler come from the checkpoint: setting these on the command line would change nothing.
@@ -39,22 +40,20 @@ def run(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
         device = _one_device(device, cfg.trainer.devices)
-        module = load_supernets(cfg.ckpt, device)  # a list for a directory of sub-supernets
+        module = load_for_search(cfg.ckpt, device)  # what the checkpoints' method searches
         datamodule = hydra.utils.instantiate(cfg.dataset)
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
-        name = strategy.pop("name")
         store = search(
             module,
             datamodule,
             cfg.out_dir,
             cfg.ckpt,
             device,
-            strategy=name,
-            strategy_kwargs=strategy,
+            strategy=strategy,
             autocast_dtype=autocast,
             **OmegaConf.to_container(cfg.search, resolve=True),
         )
-        space = (module[0] if isinstance(module, list) else module).space
+        space = module.space
         if cfg.search.num_shards > 1:  # ranking and selections come from the merge of all shards
             from nas.results.outputs import console  # here: Hydra launchers pickle this function
 
@@ -69,7 +68,7 @@ def run(cfg: DictConfig) -> dict:
             if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
                 from nas.studies.wandb_log import publish_search
 
-                run_name = f"search-{name}-seed{cfg.search.seed}"
+                run_name = f"search-{strategy_name(strategy)}-seed{cfg.search.seed}"
                 publish_search(
                     store, outputs, cfg.logger.project, run_name, cfg.out_dir, cfg.logger.mode
                 )

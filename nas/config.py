@@ -50,7 +50,9 @@ def check_settings(
 
 def settings_of(target) -> list[str] | None:
     """The keyword arguments `target` takes; a class whose `__init__` passes `**kwargs` on to its
-    base adds the base's. None when they cannot be known (a function with `**kwargs`)."""
+    base adds the base's, less those it fixes (`fixed_settings`). None when they cannot be known
+    (a function with `**kwargs`)."""
+    fixed = set(getattr(target, "fixed_settings", ()))
     names: list[str] = []
     classes = list(target.__mro__) if isinstance(target, type) else [target]
     for owner in classes:
@@ -58,7 +60,11 @@ def settings_of(target) -> list[str] | None:
         if isinstance(target, type) and "__init__" not in vars(owner):
             continue
         params = inspect.signature(function).parameters.values()
-        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        names += [
+            p.name
+            for p in params
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in fixed
+        ]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return list(dict.fromkeys(names))
     return None
@@ -84,14 +90,16 @@ def check_run_settings(seed, max_epochs, max_steps) -> None:
 def build_module(
     model: Mapping, search_space: Mapping, arch, datamodule, sampler: Mapping | None = None
 ):
-    """The LightningModule of `model`: the supernet of `search_space` trained with `sampler`, or the
-    stand-alone child of `arch`."""
+    """The LightningModule of `model`: a method's module, built with what its class says it takes
+    (`inputs` of the method protocol, `nas.modules.method`: the space of `search_space`, the
+    sampler of `sampler`), or a stand-alone module of the architecture `arch`."""
     from hydra.utils import get_object, instantiate
 
     target = get_object(model["_target_"])
     check_settings(model, "model", target)
+    inputs = getattr(target, "inputs", frozenset())
     kwargs = {"num_classes": datamodule.num_classes, "in_channels": datamodule.in_channels}
-    if "arch" in inspect.signature(target).parameters:  # stand-alone retraining of one architecture
+    if "arch" in inputs:  # stand-alone retraining of one architecture
         check(
             arch,
             f"{target.__name__} trains one architecture: pass arch=<file.json> written by search.py",
@@ -103,14 +111,14 @@ def build_module(
             f"arch={arch} is set, but {target.__name__} trains the whole supernet; use a "
             "stand-alone experiment (e.g. experiment=quickstart_standalone) or drop arch",
         )
-        if "space" in inspect.signature(target).parameters:  # a network without a space: none
+        if "space" in inputs:
             check_settings(search_space, "search_space")
             kwargs["space"] = instantiate(search_space)
-        if "sampler" in inspect.signature(target).parameters:
+        if "sampler" in inputs:
             if sampler:
                 check_settings(sampler, "sampler")
                 kwargs["sampler"] = instantiate(sampler)
-        else:  # e.g. ENAS: its controller draws the architectures
+        else:  # e.g. a controller or architecture parameters draw the paths
             reason = f"{target.__name__} draws its own architectures"
             check_overrides_used(f"model={target.__name__}", {"sampler": reason})
     return instantiate(model)(**kwargs)

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
-from nas.methods.bayesnas import BayesNASModule, Switches
+from nas.methods.bayesnas.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
+from nas.methods.bayesnas.module import BayesNASModule, Switches
 from nas.spaces import Architecture
 from tests.conftest import compose_config
 from tests.test_enas import _train_killed
@@ -162,7 +162,7 @@ def test_rounds_update_the_priors_once_per_epoch_and_write_a_search_result(tmp_p
     _train_in_process(tmp_path, *SMOKE)
     ckpt = _last(tmp_path)
     assert int(ckpt["state_dict"]["ard.updates"]) == 2
-    assert ckpt["module_class"] == "nas.methods.bayesnas.BayesNASModule"
+    assert ckpt["module_class"] == "nas.methods.bayesnas.module.BayesNASModule"
     out = tmp_path / "search" / "bayesnas"
     summary = json.loads((out / "outputs.json").read_text())
     arch = Architecture.load(summary["arch"])

@@ -12,8 +12,8 @@ from lightning.pytorch.callbacks import Callback
 
 from nas.data import SyntheticDataModule
 from nas.errors import NasError
-from nas.methods.compress import BayesCompressionModule
-from nas.methods.compress_nets import build_network
+from nas.methods.bayesnas.compress import BayesCompressionModule
+from nas.methods.bayesnas.compress_nets import build_network
 from tests.conftest import compose_config
 
 # digits at 16x16 (LeNet-5 needs >= 12 pixels): 16 steps of 32 per epoch, 3 epochs (1 weight-only)

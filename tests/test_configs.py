@@ -81,22 +81,22 @@ def test_study_composes_and_its_targets_exist(tmp_path, name):
 
 @pytest.mark.parametrize("name", _names("strategy"))
 def test_strategy_composes_and_builds(tmp_path, small_space, name):
-    from nas.search.strategies import build_strategy
+    from nas.search.strategies import build_strategy, strategy_name
 
     run = tmp_path / "run"
     cfg = compose_config(
         "search", [f"strategy={name}", f"ckpt={run / 'checkpoints' / 'last.ckpt'}"], tmp_path
     )
     settings = OmegaConf.to_container(cfg.strategy, resolve=True)
-    assert settings.pop("name") == name
-    build_strategy(name, small_space, random.Random(0), **settings)
+    assert strategy_name(settings) == name
+    build_strategy(settings, small_space, random.Random(0))
     assert cfg.out_dir == str(run.resolve() / "search" / f"{name}-seed0")
 
 
 def test_evolution_settings_are_the_papers():
     cfg = compose_config("search", ["strategy=evolution", "ckpt=x"], ROOT)
     assert OmegaConf.to_container(cfg.strategy) == {
-        "name": "evolution",
+        "_target_": "nas.search.strategies.RegularizedEvolution",
         "population_size": 50,
         "sample_size": 10,
     }

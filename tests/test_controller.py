@@ -12,8 +12,8 @@ import torch
 from scipy.stats import chisquare
 
 from nas.errors import NasError
-from nas.search.controller import BERNOULLI, POINTER_BERNOULLI, Controller
-from nas.search.reinforce import Reinforce
+from nas.methods.enas.controller import BERNOULLI, POINTER_BERNOULLI, Controller
+from nas.methods.enas.reinforce import Reinforce
 from nas.spaces import SPACES, Architecture
 from nas.spaces.nb201 import NB201Space
 from nas.spaces.oneshot_cell import OneShotCellSpace

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from nas.methods.darts import DARTSModule
-from nas.methods.gdas import gumbel_straight_through
+from nas.methods.darts.module import DARTSModule
+from nas.methods.gdas.module import gumbel_straight_through
 from nas.spaces import Architecture
 from nas.spaces.darts_cell import DartsCellSpace
 from nas.spaces.nb201 import NB201Space

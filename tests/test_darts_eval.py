@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.errors import NasError
-from nas.modules.darts_eval import DartsEvalModule
+from nas.methods.darts.eval_module import DartsEvalModule
 from nas.spaces.darts_cell import DartsCellSpace
 from nas.spaces.darts_cell.eval_network import DartsEvalNetwork
 from nas.spaces.darts_cell.genotype import DARTS_V2

@@ -13,9 +13,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nas.methods.enas import ENASModule
+from nas.methods.enas.module import ENASModule
+from nas.methods.enas.reinforce import Reinforce
 from nas.search.checkpoint import load_supernet_module
-from nas.search.reinforce import Reinforce
 from nas.spaces import Architecture
 from tests.conftest import ROOT, compose_config
 from tests.test_resume import _assert_same_end, _last, _train_in_process
@@ -73,7 +73,7 @@ def test_phases_alternate_in_order_with_their_counts(tmp_path, monkeypatch):
     assert events == epoch * 2
     ckpt = _last(tmp_path)
     assert ckpt["global_step"] == 8  # controller updates are not optimizer steps of the trainer
-    assert ckpt["module_class"] == "nas.methods.enas.ENASModule"
+    assert ckpt["module_class"] == "nas.methods.enas.module.ENASModule"
     metrics = (tmp_path / "csv" / "metrics.csv").read_text()
     for key in ("controller/reward", "controller/baseline", "controller/entropy"):
         assert key in metrics
@@ -161,7 +161,7 @@ def test_derive_with_the_controller_strategy_then_retrain_the_best(tmp_path):
 def test_derive_samples_the_trained_controller_without_learning(tmp_path):
     import random
 
-    from nas.search.controller_strategy import ControllerStrategy
+    from nas.methods.enas.strategy import ControllerStrategy
 
     _train_in_process(tmp_path, *SMOKE)
     module = load_supernet_module(tmp_path / "checkpoints" / "last.ckpt", torch.device("cpu"))

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from nas.errors import NasError
-from nas.methods.enas_rnn import ENASRNNModule
+from nas.methods.enas.reinforce import Reinforce
+from nas.methods.enas_rnn.module import ENASRNNModule
 from nas.results.store import ResultsStore
-from nas.search.reinforce import Reinforce
 from nas.spaces import Architecture
 from nas.spaces.enas_rnn import EnasRnnSpace, loose_ends
 from tests.conftest import compose_config
@@ -363,7 +363,9 @@ def test_search_py_points_a_recurrent_run_to_its_own_derived_cells(tmp_path):
     from nas.search.checkpoint import load_supernet_module
 
     path = tmp_path / "last.ckpt"
-    module_class = "nas.methods.enas_rnn.ENASRNNModule"
+    module_class = (
+        "nas.methods.enas_rnn.ENASRNNModule"  # as checkpoints of earlier versions name it
+    )
     torch.save({"state_dict": {}, "hyper_parameters": {}, "module_class": module_class}, path)
     with pytest.raises(NasError, match=r"derives its cells itself .*search/controller"):
         load_supernet_module(str(path), torch.device("cpu"))
@@ -372,7 +374,7 @@ def test_search_py_points_a_recurrent_run_to_its_own_derived_cells(tmp_path):
 def test_language_models_refuse_several_processes_with_one_clear_error():
     from types import SimpleNamespace
 
-    from nas.modules.lm import LanguageModelModule
+    from nas.methods.enas_rnn.lm import LanguageModelModule
 
     module = LanguageModelModule()
     module.trainer = SimpleNamespace(world_size=2)

@@ -11,11 +11,11 @@ import torch
 from hydra.utils import instantiate
 
 from nas.errors import NasError
-from nas.methods.fewshot import FewShotModule, SplitSampler
+from nas.methods.fewshot.module import FewShotModule, SplitSampler
+from nas.methods.fewshot.routing import RoutedEvaluator, SubSupernets, check_split
 from nas.modules import OneShotModule
 from nas.samplers import FairSampler, PathDropout, UniformSampler, build_sampler
 from nas.search.evaluator import OneShotEvaluator
-from nas.search.fewshot_routing import RoutedEvaluator, check_split, route
 from nas.spaces import Architecture
 from nas.spaces.nb201 import NB201Space
 from tests.conftest import compose_config
@@ -92,8 +92,9 @@ def test_scores_of_a_split_come_only_from_its_sub_supernet(space, parent_ckpt):
             m.supernet.classifier.bias.copy_(torch.arange(10.0) * 100)
     images = torch.randn(32, 3, 8, 8)
     labels = torch.tensor([0, 1] * 16)
-    evaluators = [OneShotEvaluator(m.supernet, images, labels, 16, 8) for m in modules]
-    routed = route(modules, evaluators)
+    routed = SubSupernets(modules).scorer(
+        lambda m: OneShotEvaluator(m.supernet, images, labels, 16, 8)
+    )
     archs = _archs_of_every_option(space)
     before = [r["oneshot_acc"] for r in routed(archs)]
     assert before == [0.0] * len(archs)
@@ -117,7 +118,7 @@ def test_search_over_sub_supernets_needs_one_complete_split(space, parent_ckpt):
     )
     with pytest.raises(NasError, match="has network"):
         check_split([wide, *modules[1:]])
-    assert route([plain], ["own"]) == "own"  # a one-shot supernet: its own evaluator
+    assert plain.scorer(lambda m: "own") == "own"  # a one-shot supernet: its own evaluator
 
 
 # -- the split sampler ----------------------------------------------------------------------------

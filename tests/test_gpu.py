@@ -49,8 +49,8 @@ def test_enas_trains_and_derives_on_cuda(compose_train, tmp_path):
     import random
 
     import train
+    from nas.methods.enas.strategy import ControllerStrategy
     from nas.search.checkpoint import load_supernet_module
-    from nas.search.controller_strategy import ControllerStrategy
 
     cfg = compose_train("experiment=smoke_enas", "hardware=gpu", "trainer.precision=32-true")
     train.train(cfg)

@@ -7,13 +7,15 @@ import random
 from collections import Counter
 
 import pytest
+from omegaconf import OmegaConf
 from scipy.stats import chisquare
 
 from nas.errors import NasError
 from nas.results.store import ResultsStore
 from nas.search.driver import replay_or_evaluate
-from nas.search.strategies import STRATEGIES, RandomSearch, RegularizedEvolution, build_strategy
+from nas.search.strategies import RandomSearch, RegularizedEvolution, build_strategy
 from nas.spaces.oneshot_cell import OneShotCellSpace
+from tests.conftest import ROOT
 
 
 def sep_count(arch) -> int:
@@ -89,12 +91,10 @@ def test_evolution_fills_population_at_random_then_mutates(small_space):
 
 
 def _run(path, name, seed, num_archs, evaluator, batch_archs, space):
-    strategy = build_strategy(
-        name,
-        space,
-        random.Random(seed),
-        **({"population_size": 8, "sample_size": 3} if name == "evolution" else {}),
-    )
+    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "strategy" / f"{name}.yaml"))
+    if name == "evolution":
+        spec.update(population_size=8, sample_size=3)
+    strategy = build_strategy(spec, space, random.Random(seed))
     with ResultsStore(path, space=space) as store:
         return replay_or_evaluate(
             strategy,
@@ -111,7 +111,9 @@ def _rows(path):
         return [(r["arch_id"], r["oneshot_acc"], r["seq"]) for r in store.results()]
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (ROOT / "conf" / "strategy").glob("*.yaml"))
+)
 @pytest.mark.parametrize("batch_archs", [1, 4])
 def test_killed_search_resumes_to_the_uninterrupted_result(
     tmp_path, small_space, name, batch_archs
@@ -160,7 +162,9 @@ def test_more_archs_than_the_space_holds_is_refused(tmp_path):
 
 def test_bad_strategy_inputs_are_refused(small_space):
     with pytest.raises(NasError, match="unknown search strategy"):
-        build_strategy("annealing", small_space, random.Random(0))
+        build_strategy(
+            {"_target_": "nas.search.strategies.Annealing"}, small_space, random.Random(0)
+        )
     with pytest.raises(NasError, match="population_size"):
         RegularizedEvolution(small_space, random.Random(0), population_size=0)
     with pytest.raises(NasError, match="finite"):

@@ -36,6 +36,8 @@ def load_architecture(arch: str | Path | Mapping | Architecture) -> Architecture
 class StandaloneModule(ClassifierModule):
     """Cross-entropy with ordinary batch norm and weight decay; logs params, val/test accuracy."""
 
+    inputs = frozenset({"arch"})  # what train.py builds for it: the architecture to retrain
+
     def __init__(
         self,
         arch: str | Path | Mapping | Architecture,

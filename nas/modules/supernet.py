@@ -7,6 +7,7 @@ The sampler (Hydra group `sampler/`) decides the path weights of every step: sch
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,14 +17,26 @@ from nas.distributed import ProcessGenerators
 from nas.errors import check
 from nas.ghost_bn import num_ghosts
 from nas.modules.base import ClassifierModule
+from nas.modules.method import MethodModule
 from nas.modules.optim import sgd_with_schedule, validate_optimizer
 from nas.samplers import Sampler, build_sampler
+from nas.samplers.base import LEGACY_KEYS, sampler_spec
 from nas.spaces import SearchSpace, build_space
 
 
-class OneShotModule(ClassifierModule):
+class OneShotModule(MethodModule, ClassifierModule):
     """Cross-entropy + masked L2 on the supernet; validation and test use the all-on weights (or,
-    for single-path samplers, fixed random architectures: see `Sampler.eval_weights`)."""
+    for single-path samplers, fixed random architectures: see `Sampler.eval_weights`).
+
+    Bender et al.'s method (and SPOS, FairNAS through their samplers), and the base of the methods
+    that train a supernet of a search space; they pass its settings on through `**kwargs`."""
+
+    method = "oneshot"
+    inputs = frozenset({"space", "sampler"})
+    # A method built on this class passes these settings on through `**kwargs` (`supernet_settings`),
+    # stating only where its defaults differ and which settings it fixes (then not settings of it).
+    supernet_defaults: ClassVar[Mapping] = {}
+    fixed_settings: ClassVar[Mapping] = {}
 
     def __init__(
         self,
@@ -60,6 +73,10 @@ class OneShotModule(ClassifierModule):
         self.save_hyperparameters(ignore=["space", "sampler"])
         self.hparams["space"] = space.spec()  # plain values: the checkpoint rebuilds the space
         self.hparams["sampler"] = sampler.spec()
+        # what a method fixes is not a setting of it: its hyperparameters must rebuild it
+        fixed = [*self.fixed_settings, *([] if "sampler" in self.inputs else ["sampler"])]
+        for key in fixed:
+            self.hparams.pop(key, None)
         self.space, self.sampler = space, sampler
         self.supernet = space.build_supernet(
             filters=filters,
@@ -72,6 +89,18 @@ class OneShotModule(ClassifierModule):
         self.mask_generator = torch.Generator().manual_seed(mask_seed)
         self.process_generators = ProcessGenerators(self.own_generators)
         self._init_metrics(num_classes)
+
+    @classmethod
+    def supernet_settings(cls, given: Mapping) -> dict:
+        """The settings of this class a method passes on: `given`, over the method's own defaults,
+        with what it fixes (refused when given: they are not settings of the method)."""
+        refused = sorted(set(given) & {*cls.fixed_settings, "sampler"})
+        check(
+            not refused,
+            f"{', '.join(f'model.{k}' for k in refused)}: not a setting of {cls.__name__}, which "
+            f"fixes {dict(cls.fixed_settings) or 'its sampler'}; drop it",
+        )
+        return {**cls.supernet_defaults, **given, **cls.fixed_settings}
 
     def own_generators(self) -> dict[str, tuple[torch.Generator, int]]:
         """The generators this module draws from itself, by checkpoint key, with their seeds; each
@@ -96,11 +125,6 @@ class OneShotModule(ClassifierModule):
         """Fraction of training done, for the sampler's schedule (0 before the first step)."""
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
         return self.global_step / total if total and total != float("inf") else 0.0
-
-    # Parameter-name prefixes of what the method updates with its own optimizer, outside the
-    # trainer's step (ENAS's controller, DARTS's α): DDP leaves them alone, and the method keeps
-    # them equal on every process itself (`nas.distributed`).
-    learned_outside_trainer: tuple[str, ...] = ()
 
     def setup(self, stage: str) -> None:
         # read by DDP when Lightning wraps the module, which happens after this hook
@@ -172,12 +196,28 @@ class OneShotModule(ClassifierModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         self.process_generators.save(self, checkpoint)
-        # which module to rebuild from the hyperparameters (subclasses: other training methods)
-        checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        self.checkpoint_identity(checkpoint)  # which module to rebuild from the hyperparameters
         checkpoint["space_fingerprint"] = self.space.fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.process_generators.load(self, checkpoint)
+
+    @classmethod
+    def check_searchable(cls, checkpoint, path) -> None:
+        hparams = checkpoint.get("hyper_parameters", {})
+        check(
+            isinstance(hparams.get("space"), dict) and "ghost_size" in hparams,
+            f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in "
+            "its hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
+        )
+
+    @classmethod
+    def restore_arguments(cls, hparams) -> dict:
+        # the sampler as its spec (checkpoints of earlier versions kept its settings loose)
+        kwargs = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
+        if "sampler" in cls.inputs:
+            kwargs["sampler"] = sampler_spec(hparams)
+        return kwargs
 
 
 def _divisor_near(batch: int | None, ghost: int) -> int:
@@ -185,3 +225,20 @@ def _divisor_near(batch: int | None, ghost: int) -> int:
     if not batch:
         return ghost
     return min((d for d in range(1, batch + 1) if batch % d == 0), key=lambda d: abs(d - ghost))
+
+
+@torch.no_grad()
+def validation_accuracy(module: OneShotModule, weights: Mapping[str, torch.Tensor]) -> float:
+    """Accuracy of `module.supernet` with path `weights` on the datamodule's validation split:
+    the one-shot score of an architecture a method derives itself (DARTS, GDAS, BayesNAS)."""
+    datamodule = module.trainer.datamodule
+    split, size = datamodule.val_split, datamodule.eval_batch_size
+    was_training = module.supernet.training
+    module.supernet.eval()
+    correct = 0
+    for start in range(0, len(split), size):
+        x = datamodule.normalize(split.images[start : start + size].to(module.device))
+        y = split.labels[start : start + size].to(module.device)
+        correct += int((module.supernet(x, weights, module.eval_ghost_size).argmax(1) == y).sum())
+    module.supernet.train(was_training)
+    return correct / len(split)

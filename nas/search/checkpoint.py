@@ -1,29 +1,69 @@
-"""Loading a supernet checkpoint for search, with clear errors for the wrong kind of file."""
+"""Restoring what a search scores from checkpoints, with clear errors for the wrong kind of file.
+
+Which class a checkpoint holds, whether it can be scored, how it is rebuilt and how several
+checkpoints are searched as one is each method's to say (the method protocol,
+`nas.modules.method.MethodModule`); this module only reads the files and asks.
+"""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from pathlib import Path
 
 import torch
 
 from nas.checkpointing import read_checkpoint
-from nas.errors import NasError, check
-from nas.samplers.base import LEGACY_KEYS, sampler_spec
+from nas.errors import check
+from nas.modules.method import MethodModule, method_class, module_class_named
 
 
 def run_dir_of(ckpt: str) -> str:
     """The run directory of a checkpoint (`<run>/checkpoints/x.ckpt` -> `<run>`); a directory of
-    several supernets (e.g. a sweep of few-shot sub-supernets) is its own."""
+    several runs (e.g. a sweep searched as one) is its own."""
     path = Path(str(ckpt)).expanduser().resolve()
     if path.is_dir():
         return str(path)
     return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
 
 
+def checkpoint_paths(ckpt: str) -> list[str]:
+    """The checkpoints `ckpt` names: a file; a run directory (its `checkpoints/last.ckpt`); or a
+    directory of runs, e.g. a `train.py -m` sweep (each job's `checkpoints/last.ckpt`)."""
+    path = Path(str(ckpt)).expanduser()
+    if not path.is_dir():
+        return [str(ckpt)]  # a file (load_supernet_module reports one that does not exist)
+    own = path / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return [str(own)]
+    found = sorted(path.glob("*/checkpoints/last.ckpt"), key=lambda p: _natural(p.parts[-3]))
+    check(
+        bool(found),
+        f"ckpt={str(path)!r} is a directory without supernet checkpoints (<job>/checkpoints/"
+        "last.ckpt); pass a checkpoint, or the sweep directory of runs that one search scores "
+        "together (hydra.sweep.dir of the `train.py -m` sweep that trained them)",
+    )
+    return [str(p) for p in found]
+
+
+def _natural(name: str) -> tuple:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def load_for_search(ckpt: str, device: torch.device):
+    """What one search over `ckpt` scores: the trained module of a checkpoint, or, for a directory
+    of runs, what their method makes of them together (`MethodModule.searched_together`)."""
+    paths = checkpoint_paths(ckpt)
+    modules = [load_supernet_module(p, device) for p in paths]
+    classes = {type(m) for m in modules}
+    check(
+        len(classes) == 1,
+        f"ckpt={str(ckpt)!r} holds checkpoints of {len(classes)} methods "
+        f"({', '.join(sorted(c.__name__ for c in classes))}); one search scores checkpoints of one",
+    )
+    return type(modules[0]).searched_together(modules, paths)
+
+
 def load_supernet_module(ckpt: str, device: torch.device):
-    """The `OneShotModule` stored in `ckpt`, on `device`, in eval mode; the space comes from it."""
+    """The trained module stored in `ckpt`, on `device`, in eval mode; the space comes from it."""
     path = Path(str(ckpt)).expanduser()
     check(
         path.is_file(),
@@ -31,50 +71,20 @@ def load_supernet_module(ckpt: str, device: torch.device):
         "written by train.py",
     )
     raw = read_checkpoint(path)
-    hparams = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
-    check(
-        not str(raw.get("module_class", "")).endswith("ENASRNNModule"),
-        f"checkpoint {str(path)!r} is an ENAS recurrent (language-model) run: it derives its cells "
-        "itself at the end of training, into <run>/search/controller/ (ranking.csv, selections); "
-        "retrain one with experiment=quickstart_enas_rnn_standalone arch=<selection json>",
-    )
-    check(
-        isinstance(hparams.get("space"), dict) and "ghost_size" in hparams,
-        f"checkpoint {str(path)!r} is not a one-shot supernet checkpoint (no search space in its "
-        "hyperparameters); pass a checkpoint written by `train.py` with model=oneshot",
-    )
-    cls = _module_class(raw.get("module_class"), path)
-    kwargs = {k: v for k, v in hparams.items() if k not in LEGACY_KEYS}
-    if "sampler" in inspect.signature(cls).parameters:
-        kwargs["sampler"] = sampler_spec(raw["hyper_parameters"])
-    if "load_parent" in inspect.signature(cls).parameters:  # its own weights are loaded next
-        kwargs["load_parent"] = False
-    module = cls(**kwargs)
-    module.load_state_dict(raw["state_dict"])
-    module.on_load_checkpoint(raw)
-    return module.to(device).eval()
+    cls = _module_class(raw if isinstance(raw, dict) else {}, path)
+    cls.check_searchable(raw, path)
+    return cls.restore(raw, path).to(device).eval()
 
 
-def _module_class(name: str | None, path: Path):
-    """The training module a checkpoint names (one of this project's); OneShotModule if none."""
-    from nas.modules import OneShotModule
-
-    if name is None:  # written before other methods existed
-        return OneShotModule
-    module, _, attr = name.rpartition(".")
+def _module_class(raw: dict, path: Path) -> type[MethodModule]:
+    """The training module a checkpoint names; that of Bender's method for checkpoints written
+    before others existed."""
+    name = raw.get("module_class")
+    if name is None:
+        return method_class(raw.get("method", "oneshot"))
+    cls = module_class_named(name, path)
     check(
-        name.startswith("nas."),
-        f"checkpoint {str(path)!r} names module class {name!r}, which is not one of this "
-        "project's; pass a checkpoint written by train.py",
-    )
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise NasError(
-            f"checkpoint {str(path)!r} was written by {name}, which this version does not have"
-        ) from None
-    check(
-        isinstance(cls, type) and issubclass(cls, OneShotModule),
+        isinstance(cls, type) and issubclass(cls, MethodModule),
         f"checkpoint {str(path)!r} holds a {name}, not a supernet; search needs a supernet checkpoint",
     )
     return cls

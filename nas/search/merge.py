@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import NasError, check
+from nas.results.outputs import console, write_outputs
 from nas.results.store import ResultsStore
 from nas.search.shards import SHARDS, shard_share, shard_stores
+from nas.spaces import build_space
 
 SHARD_KEYS = ("shard", "num_shards")  # the only settings in which the shards of one search differ
 
@@ -113,8 +115,6 @@ def merge(search_dir: str | Path, partial: bool = False) -> Path:
     Shards that have not scored their whole share (killed, or still running) are refused unless
     `partial`: rerunning a killed shard's command completes it without scoring anything twice.
     """
-    from nas.spaces import build_space
-
     search_dir = Path(str(search_dir)).expanduser()
     shards = read_shards(search_dir)
     n, num_archs = len(shards), shards[0].num_archs
@@ -168,9 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = merge(args.search_dir, args.partial)
-        from nas.results.outputs import console, write_outputs
-        from nas.spaces import build_space
-
         with ResultsStore(path) as store:
             space = build_space(store.get_meta("space_spec"))
             console.print(f"merged {store.count():,} results -> {path}")

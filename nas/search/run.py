@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -28,9 +29,8 @@ from nas.search.evaluator import (
     default_batch_archs,
     default_channels_last,
 )
-from nas.search.fewshot_routing import route
 from nas.search.shards import shard_dir, shard_share
-from nas.search.strategies import build_strategy, strategy_settings
+from nas.search.strategies import build_strategy, strategy_name, strategy_settings
 
 
 def search(
@@ -39,14 +39,13 @@ def search(
     out_dir: str,
     checkpoint: str,
     device: torch.device,
-    strategy: str = "random",
+    strategy: Mapping | None = None,
     num_archs: int = 20000,
     seed: int = 0,
     batch_archs: int | str = "auto",
     eval_batch_size: int | None = None,
     eval_ghost_size: int | None = None,
     bn_recalibration_batches: int = 0,
-    strategy_kwargs: dict | None = None,
     autocast_dtype: torch.dtype | None = None,
     shard: int = 0,
     num_shards: int = 1,
@@ -57,15 +56,18 @@ def search(
     into `<out_dir>/shards/shard-<shard>-of-<num_shards>/results.sqlite`; `nas.search.merge`
     joins the shards' stores into `<out_dir>/results.sqlite` (docs/scaling.md).
 
-    module: a supernet module, or a list of few-shot sub-supernets (each architecture is scored by
-    the one that holds it: `nas.search.fewshot_routing.route`).
+    module: what `nas.search.checkpoint.load_for_search` restored: a method's trained module, or
+    what its method searches as one (e.g. few-shot's sub-supernets); its `scorer` makes the
+    evaluator from the one-shot evaluator of each trained supernet (method protocol).
+    strategy: the `strategy` config (`_target_` and settings; None: random search).
 
     batch_archs: architectures per pass ("auto": what pays on `device`, see `default_batch_archs`).
     bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
     each architecture's child with BN statistics re-estimated on N fixed training batches (SPOS).
     """
-    modules = list(module) if isinstance(module, list | tuple) else [module]
-    module = modules[0]  # the others share its space and network (checked by `route`)
+    strategy = dict(
+        strategy or {"_target_": "nas.search.strategies.RandomSearch", "name": "random"}
+    )
     space, h = module.space, module.hparams
     datamodule.setup("validate")
     check(
@@ -93,9 +95,10 @@ def search(
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
     labels = val.labels.to(device)
     recalibration = _recalibration_batches(datamodule, bn_recalibration_batches, device)
-    evaluators = [
-        OneShotEvaluator(
-            m.supernet,
+
+    def evaluator_of(trained) -> OneShotEvaluator:
+        return OneShotEvaluator(
+            trained.supernet,
             images,
             labels,
             batch,
@@ -105,17 +108,15 @@ def search(
             recalibration,
             channels_last=default_channels_last(device),
         )
-        for m in modules
-    ]
-    evaluator = route(modules, evaluators)
+
+    evaluator = module.scorer(evaluator_of)
     # Built first: a bad strategy setting must not leave a new results store behind.
-    chosen = build_strategy(
-        strategy, space, random.Random(seed), module, **dict(strategy_kwargs or {})
-    )
+    chosen = build_strategy(strategy, space, random.Random(seed), module)
+    name = strategy_name(strategy)
     check_shard(shard, num_shards, num_archs)
     check(
         num_shards == 1 or not chosen.uses_scores,
-        f"search.num_shards={num_shards} with strategy={strategy}: {strategy} proposes from the "
+        f"search.num_shards={num_shards} with strategy={name}: {name} proposes from the "
         "scores of earlier proposals, so shards cannot split its stream without changing the search; "
         "use strategy=random for shards, or one process (docs/scaling.md)",
     )
@@ -125,11 +126,11 @@ def search(
         checkpoint=str(Path(checkpoint).resolve()),
     )
     settings = {
-        "strategy": strategy,
+        "strategy": name,
         "seed": seed,
         "eval_batch_size": batch,
         "eval_ghost_size": ghost,
-        "strategy_kwargs": strategy_settings(strategy, strategy_kwargs),
+        "strategy_kwargs": strategy_settings(strategy),
         "batch_archs": batch_archs,
     }
     if bn_recalibration_batches:  # only when used: stores of earlier searches continue as they were
@@ -137,9 +138,10 @@ def search(
     if num_shards > 1:  # likewise; the merge checks that every shard has the same other settings
         settings.update(shard=shard, num_shards=num_shards)
     previous = store.get_meta("settings")
-    if previous and previous.get("strategy") == strategy:
+    if previous and previous.get("strategy") == name:
         # Stores may list only the settings given then; a default left out is the same search.
-        kwargs = strategy_settings(strategy, previous.get("strategy_kwargs"))
+        target = {"_target_": strategy["_target_"], **(previous.get("strategy_kwargs") or {})}
+        kwargs = strategy_settings(target)
         previous = {**previous, "strategy_kwargs": kwargs}
     if previous not in (None, settings):
         store.close()

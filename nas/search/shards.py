@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nas.search.checkpoint import run_dir_of
+from nas.search.strategies import strategy_name
 
 SHARDS = "shards"  # sub-directory of a search's out_dir holding one directory per shard
 _NAME = re.compile(r"shard-(\d+)-of-(\d+)")
@@ -46,3 +47,4 @@ def shard_stores(search_dir: str | Path) -> dict[tuple[int, int], Path]:
 # search.py's top level.
 OmegaConf.register_new_resolver("shard_dir", shard_dir, replace=True)
 OmegaConf.register_new_resolver("run_dir_of", run_dir_of, replace=True)
+OmegaConf.register_new_resolver("strategy_name", strategy_name, replace=True)

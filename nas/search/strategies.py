@@ -8,7 +8,6 @@ Contract: every `ask()` is eventually followed by a `tell()` of that architectur
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import random
@@ -22,6 +21,8 @@ from nas.spaces.base import Architecture, SearchSpace
 
 class Strategy:
     """Proposes architectures (`ask`) and learns from their scores (`tell`)."""
+
+    name: str | None = None  # results folder `<name>-seed<seed>/`, and the store's label
 
     # Whether proposals depend on the scores told. Only a strategy that ignores them has a stream of
     # proposals fixed by its seed alone, which shards can split (`nas.search.driver.score_shard`).
@@ -59,6 +60,7 @@ def _check_score(arch: Architecture, score: float) -> float:
 class RandomSearch(Strategy):
     """Independent samples from the space's fixed distribution (Bender et al. 2018); ignores scores."""
 
+    name = "random"
     uses_scores = False
 
     def ask(self) -> Architecture:
@@ -74,6 +76,8 @@ class RegularizedEvolution(Strategy):
     before telling them is allowed (asynchronous evolution): parents then come from the population as
     told so far, which is still replayable because the ask/tell order is fixed by the driver.
     """
+
+    name = "evolution"
 
     def __init__(
         self,
@@ -113,44 +117,53 @@ class RegularizedEvolution(Strategy):
         self.population.append((arch, _check_score(arch, score)))  # deque maxlen drops the oldest
 
 
-# name -> class, or "module:class" for strategies whose module needs torch (imported when used)
-STRATEGIES: dict[str, type[Strategy] | str] = {
-    "random": RandomSearch,
-    "evolution": RegularizedEvolution,
-    "controller": "nas.search.controller_strategy:ControllerStrategy",
-}
 _SUPPLIED = ("space", "rng", "module")  # arguments the search passes itself, not settings
 
 
-def _strategy_class(name: str) -> type[Strategy]:
+def strategy_class(spec: Mapping) -> type[Strategy]:
+    """The strategy class of a `strategy` config (`_target_`, as `conf/strategy/*.yaml` give it)."""
+    from hydra.utils import get_object
+
+    target = spec.get("_target_") if isinstance(spec, Mapping) else None
+    try:
+        found = get_object(str(target)) if target else None
+    except Exception:  # Hydra reports any failure to import or find it the same way
+        found = None
     check(
-        name in STRATEGIES,
-        f"unknown search strategy {name!r}; choose one of {sorted(STRATEGIES)} (strategy=<name>)",
+        isinstance(found, type) and issubclass(found, Strategy),
+        f"unknown search strategy {target!r}: strategy._target_ must name a Strategy class; "
+        "choose one of conf/strategy/*.yaml (strategy=<name>) or give your own "
+        "(strategy._target_=<module.Class>, a subclass of nas.search.strategies.Strategy)",
     )
-    found = STRATEGIES[name]
-    if isinstance(found, str):
-        module, _, attr = found.partition(":")
-        found = STRATEGIES[name] = getattr(importlib.import_module(module), attr)
     return found
 
 
-def strategy_settings(name: str, kwargs: Mapping | None = None) -> dict:
-    """Every setting of strategy `name`: its constructor defaults, updated with `kwargs`.
+def strategy_name(spec: Mapping | str) -> str:
+    """The name a strategy's results are stored under (`<run>/search/<name>-seed<seed>/`): its
+    class's `name`, else the class name; `spec` is its config or its `_target_`."""
+    cls = strategy_class({"_target_": spec} if isinstance(spec, str) else spec)
+    return cls.name or cls.__name__
+
+
+def _given(spec: Mapping) -> dict:
+    return {k: v for k, v in dict(spec).items() if not str(k).startswith("_")}
+
+
+def strategy_settings(spec: Mapping) -> dict:
+    """Every setting of the strategy of `spec`: its constructor defaults, updated with the given.
 
     Comparing these (not the given keys) makes `{}` and the spelled-out defaults the same search.
     """
-    cls = _strategy_class(name)
-    params = inspect.signature(cls).parameters
+    params = inspect.signature(strategy_class(spec)).parameters
     defaults = {k: p.default for k, p in params.items() if k not in _SUPPLIED and k != "self"}
-    return {**defaults, **dict(kwargs or {})}
+    return {**defaults, **_given(spec)}
 
 
-def build_strategy(
-    name: str, space: SearchSpace, rng: random.Random, module=None, **kwargs
-) -> Strategy:
-    """The strategy registered as `name`, built for `space` with its keyword arguments; a strategy
+def build_strategy(spec: Mapping, space: SearchSpace, rng: random.Random, module=None) -> Strategy:
+    """The strategy of the config `spec` (`_target_` and settings), built for `space`; a strategy
     that takes `module` (the trained supernet's LightningModule) is given it."""
-    cls = _strategy_class(name)
+    cls = strategy_class(spec)
+    kwargs = _given(spec)
     check_settings(kwargs, "strategy", cls, supplied=_SUPPLIED)
     if "module" in inspect.signature(cls).parameters:
         kwargs["module"] = module

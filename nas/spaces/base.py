@@ -11,6 +11,7 @@ networks built from it, so `build_space(spec)` and `space.build_supernet()` work
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 import math
@@ -37,11 +38,14 @@ def register_space(space_class: type[SearchSpace], supernet: Callable, child: Ca
 
 
 def build_space(spec: SearchSpace | Mapping) -> SearchSpace:
-    """A space from a `SearchSpace.spec()` dict (or the space itself)."""
+    """A space from a `SearchSpace.spec()` dict (or the space itself); a spec with `module` (a
+    space defined outside nas/spaces) imports that module first, which registers the space."""
     if isinstance(spec, SearchSpace):
         return spec
     spec = dict(spec)
-    name = spec.pop("name", None)
+    name, module = spec.pop("name", None), spec.pop("module", None)
+    if name not in SPACES and module:  # a space defined outside nas/spaces names its module
+        importlib.import_module(module)
     check(name in SPACES, f"unknown search space {name!r}; known spaces: {sorted(SPACES)}")
     return SPACES[name](**spec)
 

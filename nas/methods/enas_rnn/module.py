@@ -1,9 +1,9 @@
 """ENAS's recurrent cell search (Pham et al., ICML 2018): controller and shared weights on a language model.
 
-The alternation of `nas.methods.enas` on the `enas_rnn` space, with a language model's data:
+The alternation of `nas.methods.enas.module` on the `enas_rnn` space, with a language model's data:
 1. shared weights: one pass over the training stream in BPTT batches of 35 steps, each batch
    training the cell the controller samples (M = 1), the hidden state carried from batch to batch
-   (`nas.modules.lm`); SGD lr 20 decayed per epoch, gradient-norm clipping 0.25, masked L2;
+   (`nas.methods.enas_rnn.lm`); SGD lr 20 decayed per epoch, gradient-norm clipping 0.25, masked L2;
 2. controller: `controller_steps` REINFORCE updates of `controller_aggregate` samples each, the
    reward of a sample c / perplexity (c = 80) on its own random window of the validation stream.
 Validation and test report the perplexity of `val_archs` cells sampled with fixed seeds (the
@@ -26,17 +26,35 @@ import torch
 import torch.nn.functional as F
 
 from nas.atomic import write_text
-from nas.errors import check
-from nas.methods.enas import plain_settings, write_greedy
-from nas.modules.lm import LanguageModelModule, check_lm_optimizer
-from nas.search.controller import Controller
-from nas.search.reinforce import Reinforce
+from nas.errors import NasError, check
+from nas.methods.enas.controller import Controller
+from nas.methods.enas.module import plain_settings, write_greedy
+from nas.methods.enas.reinforce import Reinforce
+from nas.methods.enas.strategy import ControllerStrategy
+from nas.methods.enas_rnn.lm import LanguageModelModule, check_lm_optimizer
+from nas.modules.method import MethodModule
+from nas.results.outputs import write_outputs
+from nas.results.store import ResultsStore
+from nas.search.driver import replay_or_evaluate
 from nas.spaces import Architecture, SearchSpace, build_space
 from nas.spaces.enas_rnn import EnasRnnSpace, lm_size
 
 
-class ENASRNNModule(LanguageModelModule):
+class ENASRNNModule(MethodModule, LanguageModelModule):
     """The recurrent supernet of `space` and its controller, trained in ENAS's alternation."""
+
+    method = "enas_rnn"
+    derives = "controller"  # ENAS's derive step, after the last epoch
+    learned_outside_trainer = ("controller.",)  # REINFORCE's own Adam
+
+    @classmethod
+    def check_searchable(cls, checkpoint, path) -> None:
+        raise NasError(
+            f"checkpoint {str(path)!r} is an ENAS recurrent (language-model) run: it derives its "
+            f"cells itself at the end of training, into <run>/search/{cls.derives}/ (ranking.csv, "
+            "selections); retrain one with experiment=quickstart_enas_rnn_standalone "
+            "arch=<selection json>"
+        )
 
     def __init__(
         self,
@@ -212,16 +230,11 @@ class ENASRNNModule(LanguageModelModule):
     # -- derive --------------------------------------------------------------------------------
     def on_fit_end(self) -> None:
         if self.hparams.derive_archs and self.trainer.is_global_zero:
-            self.derive(Path(self.trainer.default_root_dir) / "search" / "controller")
+            self.derive(Path(self.trainer.default_root_dir) / "search" / self.derives)
 
     def derive(self, out: Path, seed: int = 0) -> dict:
         """ENAS's derive step: score distinct samples of the controller on the validation stream
         (fixed: the same for all) into `out` like a search; resumable (stored scores are reused)."""
-        from nas.results.store import ResultsStore
-        from nas.search.controller_strategy import ControllerStrategy
-        from nas.search.driver import replay_or_evaluate
-        from nas.search.run import write_outputs
-
         h, datamodule = self.hparams, self.trainer.datamodule
         stream, bptt = datamodule.stream("val"), datamodule.bptt
         size = lm_size(self.space.sample(random.Random(0)), self.supernet.config)
@@ -264,6 +277,7 @@ class ENASRNNModule(LanguageModelModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
+        self.checkpoint_identity(checkpoint)
         checkpoint["mask_generator"] = self.mask_generator.get_state()
         checkpoint["controller_generator"] = self.controller_generator.get_state()
         checkpoint["reinforce"] = self.reinforce.state_dict()

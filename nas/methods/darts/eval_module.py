@@ -17,6 +17,7 @@ from nas.errors import check
 from nas.modules.base import ClassifierModule
 from nas.modules.child import load_architecture
 from nas.spaces import Architecture
+from nas.spaces.darts_cell import DartsCellSpace
 from nas.spaces.darts_cell.eval_network import DartsEvalNetwork
 
 
@@ -24,14 +25,14 @@ def load_darts_architecture(arch: str | Path | Mapping | Architecture) -> Archit
     """`load_architecture`'s inputs, or a DARTS genotype text (read into the default darts_cell
     space)."""
     if isinstance(arch, str) and arch.lstrip().startswith("Genotype("):
-        from nas.spaces.darts_cell import DartsCellSpace
-
         return DartsCellSpace().from_genotype(arch)
     return load_architecture(arch)
 
 
 class DartsEvalModule(ClassifierModule):
     """DARTS's evaluation network and training recipe; val/test on the main logits only."""
+
+    inputs = frozenset({"arch"})  # what train.py builds for it: the architecture to retrain
 
     def __init__(
         self,

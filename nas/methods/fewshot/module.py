@@ -4,7 +4,9 @@ A trained one-shot supernet (the parent) is split on one decision whose architec
 one option (e.g. an edge of NAS-Bench-201): one sub-supernet per option. Each starts from the parent's
 weights and trains further on only the architectures that take its option, drawn by any sampler of
 `sampler/` with the split decision's column fixed to that option (`SplitSampler`). Search scores an
-architecture with the sub-supernet that contains it (`nas/search/fewshot_routing.py`).
+architecture with the sub-supernet that contains it (`nas/methods/fewshot/routing.py`): a search
+given the directory of their runs restores them all and `FewShotModule.searched_together` groups
+them into one scorer.
 
 Train the sub-supernets as a sweep over `model.option`, one job each, into one directory:
     python train.py -m experiment=quickstart_fewshot model.parent=<run>/checkpoints/last.ckpt \
@@ -20,11 +22,11 @@ from pathlib import Path
 import torch
 
 from nas.errors import NasError, check
+from nas.methods.fewshot.routing import NETWORK, SubSupernets
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler, build_sampler
+from nas.search.checkpoint import load_supernet_module
 from nas.spaces import SearchSpace, Weights, build_space
-
-NETWORK = ("filters", "cells", "stages", "num_classes", "in_channels")
 
 
 class SplitSampler(Sampler):
@@ -98,6 +100,8 @@ class FewShotModule(OneShotModule):
     """One sub-supernet: the parent supernet's weights, trained on the architectures whose decision
     `split` takes `option` (any sampler, restricted by `SplitSampler`)."""
 
+    method = "fewshot"
+
     def __init__(
         self,
         space: SearchSpace | Mapping,
@@ -105,22 +109,11 @@ class FewShotModule(OneShotModule):
         split: str,
         option: str,
         sampler: Sampler | Mapping | None = None,
-        filters: int = 16,
-        cells: int = 6,
-        stages: int = 3,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        ghost_size: int = 32,
-        eval_ghost_size: int | None = None,
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        l2: float = 1e-4,
-        lr_schedule: str = "cosine",
-        warmup_steps: int = 0,
-        mask_seed: int = 0,
         load_parent: bool = True,
+        **kwargs,
     ):
+        """kwargs: the supernet's settings (`OneShotModule`), those of the parent's network."""
+        settings = self.supernet_settings(kwargs)
         space = build_space(space)
         inner = build_sampler(sampler)
         if isinstance(inner, SplitSampler):  # rebuilt from a checkpoint: its spec is the split one
@@ -130,24 +123,7 @@ class FewShotModule(OneShotModule):
                 f"and model.option={option!r}",
             )
             inner = inner.sampler
-        super().__init__(
-            space,
-            SplitSampler(split, option, inner),
-            filters=filters,
-            cells=cells,
-            stages=stages,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            ghost_size=ghost_size,
-            eval_ghost_size=eval_ghost_size,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            l2=l2,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            mask_seed=mask_seed,
-        )
+        super().__init__(space, SplitSampler(split, option, inner), **settings)
         # parent, split and option stay in the hyperparameters: the checkpoint rebuilds this module
         self.hparams.pop("load_parent", None)
         self.hparams["split"], self.hparams["option"] = str(split), str(option)
@@ -156,10 +132,18 @@ class FewShotModule(OneShotModule):
             self.supernet.load_state_dict(self._parent_state(parent))
         self.hparams["parent"] = str(parent)  # where the weights came from (not needed to reload)
 
+    @classmethod
+    def restore_arguments(cls, hparams) -> dict:
+        # its own trained weights are loaded next: the parent's are not needed (nor must it exist)
+        return {**super().restore_arguments(hparams), "load_parent": False}
+
+    @classmethod
+    def searched_together(cls, modules, names):
+        """The sub-supernets of one split, each architecture scored by the one holding it."""
+        return SubSupernets(modules, names)
+
     def _parent_state(self, parent: str) -> dict[str, torch.Tensor]:
         """The parent's supernet weights, after checking it is a supernet of this space and network."""
-        from nas.search.checkpoint import load_supernet_module
-
         check(
             Path(parent).expanduser().is_file(),
             f"model.parent={parent!r} does not exist; pass the supernet checkpoint to split, e.g. "

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from nas.errors import check
-from nas.methods.alpha import AlphaModule
+from nas.methods.darts.alpha import AlphaModule
 from nas.spaces import SearchSpace, Weights
 
 
@@ -27,6 +27,7 @@ class DARTSModule(AlphaModule):
     """DARTS, first (`order=1`) or second order (`order=2`)."""
 
     method = "darts"
+    derives = "darts"  # the argmax architecture of α, at the end of training
 
     def __init__(
         self, space: SearchSpace | Mapping, order: int = 1, unrolled_eps: float = 0.01, **kwargs

@@ -7,7 +7,7 @@ Every epoch has two phases, as in the authors' code:
    annealing with warm restarts;
 2. controller: `controller_steps` REINFORCE updates, each on `controller_aggregate` sampled
    architectures whose reward is the accuracy of the shared weights on one validation minibatch
-   each (batch-norm statistics of that minibatch; `nas.search.reinforce`).
+   each (batch-norm statistics of that minibatch; `nas.methods.enas.reinforce`).
 The controller phase runs right after the epoch's last training step, before validation, so the
 epoch's checkpoint holds both phases. Validation reports the controller's greedy architecture.
 Derive with `search.py ... strategy=controller` (samples from the trained controller, scores them on
@@ -25,10 +25,10 @@ import torch
 from nas.atomic import write_text
 from nas.data.base import in_memory_split
 from nas.errors import check
+from nas.methods.enas.controller import Controller
+from nas.methods.enas.reinforce import Reinforce
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler
-from nas.search.controller import Controller
-from nas.search.reinforce import Reinforce
 from nas.spaces import SearchSpace, Weights, build_space
 
 
@@ -60,7 +60,12 @@ class ControllerSampler(Sampler):
 class ENASModule(OneShotModule):
     """The supernet of `space` trained with ENAS's alternation; the controller is a submodule."""
 
+    method = "enas"
+    inputs = frozenset({"space"})  # the controller draws the architectures: no sampler
     learned_outside_trainer = ("controller.",)  # REINFORCE's own Adam
+    # the authors' macro search script; cosine warm restarts replace the base's schedule
+    supernet_defaults = {"filters": 36, "cells": 12, "ghost_size": 128, "lr": 0.05, "l2": 5e-4}
+    fixed_settings = {"lr_schedule": "constant", "warmup_steps": 0}
 
     def __init__(
         self,
@@ -77,19 +82,10 @@ class ENASModule(OneShotModule):
         lr_min: float = 5e-4,
         restart_period: int = 10,
         restart_mult: int = 2,
-        filters: int = 36,
-        cells: int = 12,
-        stages: int = 3,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        ghost_size: int = 128,
-        eval_ghost_size: int | None = None,
-        lr: float = 0.05,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        l2: float = 5e-4,
-        mask_seed: int = 0,
+        **kwargs,
     ):
+        """kwargs: the supernet's settings (`OneShotModule`; ENAS's defaults in `supernet_defaults`)."""
+        settings = self.supernet_settings(kwargs)
         space = build_space(space)
         controller = plain_settings(controller or {})  # saved in checkpoints: plain values only
         for key, value, low in (
@@ -103,6 +99,7 @@ class ENASModule(OneShotModule):
                 isinstance(value, int) and value >= low,
                 f"model.{key}={value!r} must be an integer >= {low}",
             )
+        lr = settings["lr"]
         check(
             0 <= lr_min < lr,
             f"model.lr_min={lr_min!r} must lie in [0, model.lr={lr}) (the code: 5e-4 to 1e-3)",
@@ -110,26 +107,7 @@ class ENASModule(OneShotModule):
         # its initial weights and its sampling draw from two streams of controller_seed
         init_seed = int(np.random.SeedSequence([controller_seed, 1]).generate_state(1)[0])
         policy = Controller(space, **{"seed": init_seed, **controller})
-        super().__init__(
-            space,
-            ControllerSampler(policy),
-            filters=filters,
-            cells=cells,
-            stages=stages,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            ghost_size=ghost_size,
-            eval_ghost_size=eval_ghost_size,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            l2=l2,
-            lr_schedule="constant",  # replaced by the warm restarts of configure_optimizers
-            mask_seed=mask_seed,
-        )
-        # settings of OneShotModule that ENAS fixes: the hyperparameters rebuild an ENASModule
-        for key in ("sampler", "lr_schedule", "warmup_steps"):
-            self.hparams.pop(key, None)
+        super().__init__(space, ControllerSampler(policy), **settings)
         self.controller = policy
         self.reinforce = Reinforce(
             policy, controller_lr, baseline_decay, entropy_weight, skip_weight

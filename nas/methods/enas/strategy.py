@@ -18,14 +18,16 @@ from collections.abc import Mapping
 import torch
 
 from nas.errors import check
-from nas.search.controller import Controller
-from nas.search.reinforce import Reinforce
+from nas.methods.enas.controller import Controller
+from nas.methods.enas.reinforce import Reinforce
 from nas.search.strategies import Strategy
 from nas.spaces.base import Architecture, SearchSpace
 
 
 class ControllerStrategy(Strategy):
     """Asks samples of a controller; with `learn`, tells update it (REINFORCE, EMA baseline)."""
+
+    name = "controller"
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ weight); a decision that may choose nothing (an edge: `min_k = 0`) also has an e
 of its op switches, so the path weight of op k on edge e is s_e · s_k. Every epoch (one round):
 - phase A, the first `weights_fraction` of the epoch's batches: the weights train, switches frozen
   (at 1 in the first round);
-- phase B, the rest: weights and switches train on cross-entropy + Σ λ·ω·|s| (`nas.methods.ard`);
+- phase B, the rest: weights and switches train on cross-entropy + Σ λ·ω·|s| (`nas.methods.bayesnas.ard`);
 - then, before the epoch's checkpoint, one Laplace update of the priors (C, ω, γ, hierarchy) from the
   switch Hessian's diagonal on `hessian_batches` fixed training batches.
 After the last round, paths whose effective γ falls below `tau · max γ` are pruned; the pruned
@@ -30,9 +30,9 @@ from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
-from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
-from nas.methods.derived import validation_accuracy
-from nas.modules.supernet import OneShotModule
+from nas.methods.bayesnas.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
+from nas.methods.bayesnas.figures import plot_gamma
+from nas.modules.supernet import OneShotModule, validation_accuracy
 from nas.results.derived import write_derived
 from nas.samplers.base import Sampler
 from nas.spaces import Architecture, SearchSpace, Weights, build_space
@@ -94,6 +94,12 @@ class SwitchSampler(Sampler):
 class BayesNASModule(OneShotModule):
     """The supernet of `space` with ARD switches on its paths (see the module docstring)."""
 
+    method = "bayesnas"
+    derives = "bayesnas"  # the pruned architecture, at the end of training
+    inputs = frozenset({"space"})  # the switches decide the path weights: no sampler
+    supernet_defaults = {"ghost_size": 18, "nesterov": False}  # the authors' batch of 18
+    fixed_settings = {"lr_schedule": "constant", "warmup_steps": 0}
+
     def __init__(
         self,
         space: SearchSpace | Mapping,
@@ -106,19 +112,10 @@ class BayesNASModule(OneShotModule):
         hessian_batches: int = 4,
         hessian_examples: int | None = None,
         hutchinson_probes: int = 16,
-        filters: int = 16,
-        cells: int = 6,
-        stages: int = 3,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        ghost_size: int = 18,
-        eval_ghost_size: int | None = None,
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        l2: float = 1e-4,
-        mask_seed: int = 0,
+        **kwargs,
     ):
+        """kwargs: the supernet's settings (`OneShotModule`; BayesNAS's in `supernet_defaults`)."""
+        settings = self.supernet_settings(kwargs)
         space = build_space(space)
         check(lam > 0, f"model.lam={lam!r} must be > 0 (the paper's lambda: 0.005, 0.007, 0.01)")
         check(
@@ -147,25 +144,7 @@ class BayesNASModule(OneShotModule):
                 f"model.{key}={value!r} must be an integer >= 1",
             )
         switches = Switches(space)
-        super().__init__(
-            space,
-            SwitchSampler(switches),
-            filters=filters,
-            cells=cells,
-            stages=stages,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            ghost_size=ghost_size,
-            eval_ghost_size=eval_ghost_size,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            l2=l2,
-            lr_schedule="constant",
-            mask_seed=mask_seed,
-        )
-        for key in ("sampler", "lr_schedule", "warmup_steps"):  # fixed here: not settings
-            self.hparams.pop(key, None)
+        super().__init__(space, SwitchSampler(switches), **settings)
         self.switches = switches
         lambdas = [(lam_edge or lam) if option is None else lam for _, option in switches.keys]
         self.ard = HierarchicalARD(lambdas, switches.parents)
@@ -272,7 +251,7 @@ class BayesNASModule(OneShotModule):
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero and self.ard.updates > 0:
             write_bayesnas_outputs(
-                self, Path(self.trainer.default_root_dir) / "search" / "bayesnas"
+                self, Path(self.trainer.default_root_dir) / "search" / self.derives
             )
 
 
@@ -292,7 +271,6 @@ def _fixed_batches(datamodule, count: int, device) -> list[tuple[torch.Tensor, t
 
 def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
     """The pruned architecture as a search result (store, ranking, selections), and γ per path."""
-    from nas.methods.gamma_figure import plot_gamma
 
     arch = module.pruned()
     with torch.no_grad():  # scored with the trained switch weights, restricted to its paths

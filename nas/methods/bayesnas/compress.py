@@ -1,7 +1,7 @@
 """BayesNAS's second application (Zhou et al., ICML 2019): structured compression with ARD switches.
 
 Every output channel group of every conv layer and every neuron group of the hidden linear layers is
-multiplied by a switch s_g (`compress_nets.py`), with an ARD prior N(0, γ_g) (`nas/methods/ard.py`,
+multiplied by a switch s_g (`compress_nets.py`), with an ARD prior N(0, γ_g) (`nas/methods/bayesnas/ard.py`,
 one level: no parents). Training, per epoch (docs/compress.md):
 
 - epochs < `warmup_epochs` (phase A): cross-entropy, weights only; the switches stay at 1 and get
@@ -34,8 +34,8 @@ from nas.atomic import write_text
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
-from nas.methods.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
-from nas.methods.compress_nets import NETWORKS, build_network
+from nas.methods.bayesnas.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
+from nas.methods.bayesnas.compress_nets import NETWORKS, build_network
 from nas.modules.base import ClassifierModule
 from nas.modules.optim import LR_SCHEDULES, sgd_with_schedule
 
@@ -74,6 +74,8 @@ class BayesCompressionModule(ClassifierModule):
         warmup_epochs: phase-A epochs (weights only) before the switches train.
         prune_at_end: zero the switches of the pruned groups after fit (false: only report them).
     """
+
+    inputs = frozenset()  # its network comes from model.network, not from a search space
 
     def __init__(
         self,

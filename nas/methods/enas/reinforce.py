@@ -17,7 +17,7 @@ import torch
 
 from nas import distributed
 from nas.errors import check
-from nas.search.controller import Controller
+from nas.methods.enas.controller import Controller
 from nas.spaces.base import Architecture
 
 

@@ -1,21 +1,21 @@
 """Few-shot search: score every architecture with the sub-supernet that contains it.
 
-Few-shot NAS (`nas/methods/fewshot.py`) trains one sub-supernet per option of a split decision. A
-search over them takes `ckpt=<directory>`: the directory of the `train.py -m` sweep that trained
-them (each job's `checkpoints/last.ckpt`). Every architecture goes to the sub-supernet of its option
-on the split decision; together the sub-supernets must cover every option.
+Few-shot NAS (`nas/methods/fewshot/module.py`) trains one sub-supernet per option of a split
+decision. A search over them takes `ckpt=<directory>`: the directory of the `train.py -m` sweep that
+trained them (each job's `checkpoints/last.ckpt`). Every architecture goes to the sub-supernet of
+its option on the split decision; together the sub-supernets must cover every option.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 from nas.errors import check
-from nas.methods.fewshot import NETWORK
+from nas.modules.method import Evaluator
 from nas.spaces.base import Architecture
 
-Evaluator = Callable[[Sequence[Architecture]], Sequence[Mapping]]
+NETWORK = ("filters", "cells", "stages", "num_classes", "in_channels")  # equal in all of a split
 
 
 class RoutedEvaluator:
@@ -52,50 +52,23 @@ class RoutedEvaluator:
         return results
 
 
-def supernet_checkpoints(ckpt: str) -> list[str]:
-    """The supernet checkpoints `ckpt` names: a file; a run directory (its `checkpoints/last.ckpt`);
-    or a directory of runs, e.g. a `train.py -m` sweep (each job's `checkpoints/last.ckpt`)."""
-    path = Path(str(ckpt)).expanduser()
-    if not path.is_dir():
-        return [str(ckpt)]  # a file (load_supernet_module reports one that does not exist)
-    own = path / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return [str(own)]
-    found = sorted(path.glob("*/checkpoints/last.ckpt"), key=lambda p: _natural(p.parts[-3]))
-    check(
-        bool(found),
-        f"ckpt={str(path)!r} is a directory without supernet checkpoints (<job>/checkpoints/"
-        "last.ckpt); pass a checkpoint, or the sweep directory of few-shot sub-supernets "
-        "(hydra.sweep.dir of `train.py -m experiment=quickstart_fewshot model.option=...`)",
-    )
-    return [str(p) for p in found]
+class SubSupernets:
+    """The few-shot sub-supernets of one split, searched as one: they share the space and network
+    of the first (checked by `check_split`), and every architecture is scored by its option's."""
 
+    def __init__(self, modules: Sequence, names: Sequence[str] = ()):
+        check_split(modules, names)
+        self.modules = list(modules)
+        first = self.modules[0]
+        self.space, self.hparams, self.eval_ghost_size = (
+            first.space,
+            first.hparams,
+            first.eval_ghost_size,
+        )
 
-def _natural(name: str) -> tuple:
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
-def load_supernets(ckpt: str, device):
-    """The supernet `ckpt` names, or the list of sub-supernets of a directory (checked to form
-    one complete split: see `check_split`)."""
-    from nas.search.checkpoint import load_supernet_module
-
-    paths = supernet_checkpoints(ckpt)
-    modules = [load_supernet_module(p, device) for p in paths]
-    if len(modules) == 1 and modules[0].hparams.get("split") is None:
-        return modules[0]
-    check_split(modules, paths)
-    return modules
-
-
-def route(modules: Sequence, evaluators: Sequence[Evaluator]):
-    """The evaluator of a search over `modules` (one evaluator each): a one-shot supernet's own,
-    or, for few-shot sub-supernets, a `RoutedEvaluator` over them (after `check_split`)."""
-    if len(modules) == 1 and modules[0].hparams.get("split") is None:
-        return evaluators[0]
-    check_split(modules)
-    routed = {m.hparams.option: e for m, e in zip(modules, evaluators, strict=True)}
-    return RoutedEvaluator(routed, modules[0].hparams.split)
+    def scorer(self, evaluator_of: Callable[[Any], Evaluator]) -> RoutedEvaluator:
+        routed = {m.hparams.option: evaluator_of(m) for m in self.modules}
+        return RoutedEvaluator(routed, self.hparams.split)
 
 
 def check_split(modules: Sequence, names: Sequence[str] = ()) -> None:

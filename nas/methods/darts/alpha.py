@@ -25,8 +25,7 @@ from nas import distributed
 from nas.checkpointing import check_finite_loss
 from nas.data.base import in_memory_split
 from nas.errors import check
-from nas.methods.derived import validation_accuracy
-from nas.modules.supernet import OneShotModule
+from nas.modules.supernet import OneShotModule, validation_accuracy
 from nas.results.derived import write_derived
 from nas.samplers.base import Sampler
 from nas.spaces import Architecture, SearchSpace, Weights, build_space
@@ -49,9 +48,11 @@ class AlphaWeights(Sampler):
 class AlphaModule(OneShotModule):
     """A supernet trained jointly with architecture parameters α (subclasses: DARTS, GDAS)."""
 
+    inputs = frozenset({"space"})  # α decides the path weights: no sampler
     learned_outside_trainer = ("alpha.",)  # the α step's own Adam
-
-    method = "alpha"
+    # DARTS's search script; SGD without Nesterov, cosine to lr_min in the method's own schedule
+    supernet_defaults = {"ghost_size": 64, "lr": 0.025, "l2": 3e-4}
+    fixed_settings = {"nesterov": False, "lr_schedule": "constant", "warmup_steps": 0}
 
     def __init__(
         self,
@@ -62,42 +63,17 @@ class AlphaModule(OneShotModule):
         arch_weight_decay: float = 1e-3,
         arch_seed: int = 0,
         lr_min: float = 1e-3,
-        filters: int = 16,
-        cells: int = 6,
-        stages: int = 3,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        ghost_size: int = 64,
-        eval_ghost_size: int | None = None,
-        lr: float = 0.025,
-        momentum: float = 0.9,
-        l2: float = 3e-4,
-        mask_seed: int = 0,
+        **kwargs,
     ):
+        """kwargs: the supernet's settings (`OneShotModule`; DARTS's defaults in `supernet_defaults`)."""
+        settings = self.supernet_settings(kwargs)
         space = build_space(space)
+        lr = settings["lr"]
         check(arch_lr > 0, f"model.arch_lr={arch_lr!r} must be > 0 (DARTS: 3e-4)")
         check(0 <= arch_beta1 < 1, f"model.arch_beta1={arch_beta1!r} must lie in [0, 1)")
         check(arch_weight_decay >= 0, f"model.arch_weight_decay={arch_weight_decay!r} must be >= 0")
         check(0 <= lr_min < lr, f"model.lr_min={lr_min!r} must lie in [0, model.lr={lr})")
-        super().__init__(
-            space,
-            AlphaWeights(self),
-            filters=filters,
-            cells=cells,
-            stages=stages,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            ghost_size=ghost_size,
-            eval_ghost_size=eval_ghost_size,
-            lr=lr,
-            momentum=momentum,
-            nesterov=False,
-            l2=l2,
-            lr_schedule="constant",
-            mask_seed=mask_seed,
-        )
-        for key in ("sampler", "lr_schedule", "warmup_steps", "nesterov"):  # fixed here
-            self.hparams.pop(key, None)
+        super().__init__(space, AlphaWeights(self), **settings)
         self.has_none = [none_op and d.min_k == 0 for d in space.decisions]
         # DARTS initialises α to 1e-3 · N(0, 1)
         init = torch.Generator().manual_seed(arch_seed)
@@ -228,7 +204,7 @@ class AlphaModule(OneShotModule):
         write_derived(
             self,
             arch,
-            Path(self.trainer.default_root_dir) / "search" / self.method,
+            Path(self.trainer.default_root_dir) / "search" / self.derives,
             score,
             {"probabilities": probs},
         )

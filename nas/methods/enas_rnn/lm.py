@@ -166,6 +166,8 @@ class LanguageModelModule(L.LightningModule):
 class StandaloneLMModule(LanguageModelModule):
     """A retrained cell: the stand-alone language model of `arch`, trained from scratch."""
 
+    inputs = frozenset({"arch"})  # what train.py builds for it: the architecture to retrain
+
     def __init__(
         self,
         arch: str | Path | Mapping | Architecture,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from nas.errors import check
-from nas.methods.alpha import AlphaModule
+from nas.methods.darts.alpha import AlphaModule
 from nas.spaces import SearchSpace, Weights
 
 
@@ -34,6 +34,7 @@ class GDASModule(AlphaModule):
     """GDAS on any space: the sampled op of every decision per ghost batch, τ annealed."""
 
     method = "gdas"
+    derives = "gdas"  # the argmax architecture of α, at the end of training
 
     def __init__(
         self, space: SearchSpace | Mapping, tau_max: float = 10.0, tau_min: float = 0.1, **kwargs
