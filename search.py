@@ -9,6 +9,8 @@ process per GPU or machine); `python -m nas.search.merge <out_dir>` then ranks a
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 import lightning as L
 import torch
@@ -18,7 +20,7 @@ from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, device_of
 from nas.errors import check
 from nas.results.outputs import write_outputs
-from nas.search.checkpoint import load_for_search
+from nas.search.checkpoint import load_for_search, scoring_dataset
 from nas.search.run import search  # also registers search.yaml's resolvers
 from nas.search.strategies import strategy_name
 
@@ -40,8 +42,13 @@ def run(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
         device = _one_device(device, cfg.trainer.devices)
-        module = load_for_search(cfg.ckpt, device)  # what the checkpoints' method searches
-        datamodule = hydra.utils.instantiate(cfg.dataset)
+        module, trained = load_for_search(cfg.ckpt, device)  # what the checkpoints' method searches
+        dataset, warning = scoring_dataset(
+            OmegaConf.to_container(cfg.dataset, resolve=True), trained, _dataset_given()
+        )
+        if warning:
+            print(warning, file=sys.stderr)
+        datamodule = hydra.utils.instantiate(dataset)
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
         store = search(
             module,
@@ -66,13 +73,24 @@ def run(cfg: DictConfig) -> dict:
         with store:
             outputs = write_outputs(store, space, cfg.out_dir, **cfg.selection)
             if "wandb" in str(cfg.get("logger") or {}):  # logger=wandb: ranking table + histogram
-                from nas.studies.wandb_log import publish_search
+                from nas.report.wandb_log import publish_search
 
                 run_name = f"search-{strategy_name(strategy)}-seed{cfg.search.seed}"
                 publish_search(
                     store, outputs, cfg.logger.project, run_name, cfg.out_dir, cfg.logger.mode
                 )
             return outputs
+
+
+def _dataset_given() -> bool:
+    """Whether the command line chose the data (an experiment or a dataset setting); without
+    either, a search scores on the data the checkpoint was trained on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return True  # called from code: the config given is the one meant
+    keys = (o.lstrip("+~").partition("=")[0] for o in HydraConfig.get().overrides.task)
+    return any(k.split(".")[0].split("@")[0] in ("dataset", "experiment") for k in keys)
 
 
 def _one_device(device: torch.device, devices) -> torch.device:

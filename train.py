@@ -7,6 +7,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nas.callbacks.dataset_record import DatasetRecord
 from nas.checkpointing import (
     AtomicCheckpointIO,
     RngStates,
@@ -17,11 +18,16 @@ from nas.checkpointing import (
     run_dir_for,
 )
 from nas.cli import run_cli, user_errors
-from nas.collect import write_run_result
 from nas.config import build_callbacks, build_module, check_run_settings, check_settings
 from nas.loggers import finish_wandb
+from nas.report.runs import write_run_result
 
 OmegaConf.register_new_resolver("run_dir_for", run_dir_for, replace=True)
+
+
+def plain(node) -> dict:
+    """A config node as plain values (checkpoints stay loadable with safe loading)."""
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -46,7 +52,7 @@ def train(cfg: DictConfig) -> float | None:
             keep_csv_history(logger)
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*callbacks, RngStates()],
+            callbacks=[*callbacks, RngStates(), DatasetRecord(plain(cfg.dataset))],
             logger=logger,
             plugins=[AtomicCheckpointIO()],
         )

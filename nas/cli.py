@@ -13,7 +13,6 @@ from pathlib import Path
 
 # Earlier homes of these names (checks and building moved to nas.config, result.json to
 # nas.collect); code written against them keeps working.
-from nas.collect import write_run_result  # noqa: F401
 from nas.config import (  # noqa: F401
     build_callbacks,
     build_module,
@@ -22,6 +21,7 @@ from nas.config import (  # noqa: F401
     device_of,
 )
 from nas.errors import NasError
+from nas.report.runs import write_run_result  # noqa: F401
 
 # Settings that have no default, with what to pass; used in the message for a missing value (???).
 _REQUIRED = {
@@ -104,7 +104,10 @@ def _describe(err: BaseException) -> str | None:
             name = target.group(1).rsplit(".", 1)[-1] if target else "its target"
             return f"{key}: not a setting of {name}; check its spelling"
         if isinstance(e, MisconfigurationException):
-            return f"trainer: {_first_line(e)}"
+            message = f"trainer: {_first_line(e)}"
+            if "gpu" in message.lower() or "cuda" in message.lower():  # hardware=gpu without one
+                message += "; this machine has no usable CUDA device: use hardware=cpu"
+            return message
         if isinstance(e, OSError) and e.filename:
             return (
                 f"cannot use {str(e.filename)!r}: {e.strerror or e}; choose a path that can be "

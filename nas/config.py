@@ -70,6 +70,20 @@ def settings_of(target) -> list[str] | None:
     return None
 
 
+def check_required(node: Mapping, section: str) -> None:
+    """Stop on a required value (`???` in the YAML) left unset: Hydra would drop it from a partial
+    call, and the constructor would fail with a traceback instead of naming it."""
+    if not OmegaConf.is_config(node):
+        return
+    missing = [str(k) for k in node if OmegaConf.is_missing(node, k)]
+    check(
+        not missing,
+        f"{', '.join(f'{section}.{k}' for k in missing)}: required but not set; pass "
+        f"{' '.join(f'{section}.{k}=<value>' for k in missing)} (the config's comments say what "
+        "each takes)",
+    )
+
+
 def check_run_settings(seed, max_epochs, max_steps) -> None:
     """Stop on a seed or training length that Lightning or NumPy would reject deep inside."""
     check(
@@ -97,6 +111,7 @@ def build_module(
 
     target = get_object(model["_target_"])
     check_settings(model, "model", target)
+    check_required(model, "model")
     inputs = getattr(target, "inputs", frozenset())
     kwargs = {"num_classes": datamodule.num_classes, "in_channels": datamodule.in_channels}
     if "arch" in inputs:  # stand-alone retraining of one architecture

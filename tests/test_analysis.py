@@ -11,24 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.analysis import (
-    bucket_index,
-    bucket_sample,
-    markdown_table,
-    mean_symmetric_kl,
+from nas.errors import NasError
+from nas.report.figures import (
+    _legend_order,
     plot_correlation,
     plot_dropout_panels,
     plot_kl_curves,
     plot_kl_vs_accuracy,
-    rank_correlations,
-    symmetric_kl,
-    table1,
-    table1_rows,
-    write_report,
 )
-from nas.analysis.figures import _legend_order
-from nas.analysis.report import mean_std
-from nas.errors import NasError
+from nas.report.kl import mean_symmetric_kl, symmetric_kl
+from nas.report.markdown import markdown_table, write_report
+from nas.report.stats import bucket_index, bucket_sample, mean_std, rank_correlations
+from nas.report.table1 import table1, table1_rows
 from nas.results.outputs import plot_histogram
 
 # ---------------------------------------------------------------- symmetric KL

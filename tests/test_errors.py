@@ -404,3 +404,18 @@ METHOD_VALUES = [
 )
 def test_bad_method_setting(tmp_path, capsys, experiment, override, fragment):
     assert fragment in _one_line_error(capsys, lambda: _train(tmp_path, experiment, override))
+
+
+def test_a_required_model_value_left_unset_is_named_not_a_traceback(tmp_path, capsys):
+    message = _one_line_error(capsys, lambda: _train(tmp_path / "run", "experiment=smoke_fewshot"))
+    assert message.startswith("model.parent, model.option: required but not set; pass ")
+    assert "model.parent=<value> model.option=<value>" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before anything was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_hardware_without_cuda_points_to_hardware_cpu(tmp_path, capsys):
+    message = _one_line_error(
+        capsys, lambda: _train(tmp_path / "run", "experiment=smoke", "hardware=gpu")
+    )
+    assert message.startswith("trainer: ") and message.endswith("use hardware=cpu")

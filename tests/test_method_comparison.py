@@ -14,11 +14,11 @@ from omegaconf import OmegaConf
 from scipy import stats as sps
 
 from nas.errors import NasError
-from nas.quality.metrics import ranking_quality
+from nas.report.stats import ranking_quality
+from nas.report.studies.method_comparison import method_comparison_study
 from nas.results.store import ResultsStore
 from nas.spaces import Architecture
 from nas.spaces.nb201 import EDGES, NB201_OPS, NB201Space
-from nas.studies.method_comparison import method_comparison_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/study/method_comparison.yaml"))

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from nas.errors import NasError
-from nas.quality.__main__ import main
-from nas.quality.metrics import bootstrap_statistics, ranking_quality, top_k
+from nas.report.quality.cli import main
+from nas.report.stats import bootstrap_statistics, ranking_quality, top_k
 from nas.results.store import ResultsStore
 from nas.spaces.nb201 import NB201Space
 
@@ -113,8 +113,8 @@ def test_runs_of_another_search_are_refused_with_a_clear_message(tmp_path, capsy
 
 
 def test_stratified_sample_takes_the_same_number_from_every_quantile_bucket(tmp_path):
-    from nas.quality.sample import main as sample_main
-    from nas.quality.sample import stratified_rows
+    from nas.report.quality.sample import main as sample_main
+    from nas.report.quality.sample import stratified_rows
 
     rows = [{"arch_id": f"a{i:02d}", "oneshot_acc": (i**3) / 1000} for i in range(20)]  # skewed
     chosen = stratified_rows(rows, 8, 4, seed=0)

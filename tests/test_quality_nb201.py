@@ -14,8 +14,8 @@ import torch
 from scipy import stats as sps
 
 from nas.errors import NasError
-from nas.quality.__main__ import main
-from nas.quality.nb201 import check_space, load_benchmark
+from nas.report.quality.cli import main
+from nas.report.quality.nb201 import check_space, load_benchmark
 from nas.results.store import ResultsStore
 from nas.spaces import build_space
 from nas.spaces.nb201 import EDGES, NB201_OPS, NB201Space

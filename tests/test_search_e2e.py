@@ -189,3 +189,28 @@ def test_bn_recalibration_mode_scores_through_search_py(supernet_ckpt, tmp_path,
             "search.bn_recalibration_batches=99",
         )
     assert "search.bn_recalibration_batches=99 needs" in capsys.readouterr().err
+
+
+def test_search_scores_on_the_checkpoints_own_data_unless_told(supernet_ckpt, tmp_path, capsys):
+    import search
+
+    from nas.results.store import ResultsStore
+
+    def run(out, *overrides):
+        given = [f"ckpt={supernet_ckpt}", f"out_dir={out}", "search.num_archs=3", "selection.k=1"]
+        search.run(compose_config("search", [*given, *overrides], out))
+        with ResultsStore(out / "results.sqlite") as store:
+            return sorted((r["arch_id"], r["oneshot_acc"]) for r in store.results())
+
+    # no experiment: the base config's dataset is digits (1 channel, 64 pixels), which this
+    # synthetic supernet could not score; the checkpoint's own dataset is used instead
+    own = run(tmp_path / "own", "hardware=cpu")
+    assert "warning" not in capsys.readouterr().err
+    assert own == run(tmp_path / "smoke", "experiment=smoke")
+    assert "warning" not in capsys.readouterr().err  # the same data as training: no warning
+    run(tmp_path / "other", "experiment=smoke", "dataset.val_size=128")
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning == [
+        "warning: scoring on a dataset other than the checkpoint's: given val_size=128; trained "
+        "on val_size=256; drop the dataset or experiment overrides to score on the training data"
+    ]

@@ -238,7 +238,7 @@ def test_two_shard_processes_one_killed_merge_to_the_single_process_run(
     search.run(compose_config("search", [*common, f"out_dir={out}"], out))
     assert scored == [] and _rows(out / "results.sqlite") == _rows(reference / "results.sqlite")
 
-    from nas.studies.common import open_store  # what the studies and reports read
+    from nas.report.stores import open_store  # what the studies and reports read
 
     rows, space, _ = open_store(str(out / "results.sqlite"))
     with ResultsStore(reference / "results.sqlite") as single:

@@ -10,15 +10,13 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from nas.report.studies.correlation import correlation_study
+from nas.report.studies.curves import kl_curves_study
+from nas.report.studies.dropout import dropout_study
+from nas.report.studies.kl_accuracy import kl_accuracy_study
+from nas.report.studies.report import report_study
 from nas.results.store import ResultsStore
 from nas.spaces import Architecture
-from nas.studies import (
-    correlation_study,
-    dropout_study,
-    kl_accuracy_study,
-    kl_curves_study,
-    report_study,
-)
 from tests.conftest import compose_config
 
 NETWORK = {"filters": 4, "cells": 2, "stages": 2, "num_classes": 10, "in_channels": 3}
@@ -167,8 +165,8 @@ def test_kl_curves_and_report(tmp_path, monkeypatch):
 
 
 def test_search_results_and_figures_go_to_wandb_only_with_a_run(tmp_path, monkeypatch, archs):
+    from nas.report import wandb_log
     from nas.results.outputs import plot_histogram
-    from nas.studies import wandb_log
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     store = ResultsStore(tmp_path / "results.sqlite")

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from nas.analysis.kl import symmetric_kl
 from nas.data.base import in_memory_split
 from nas.errors import check
+from nas.report.kl import symmetric_kl
 from nas.search.evaluator import OneShotEvaluator
 from nas.spaces import Architecture, SearchSpace
 

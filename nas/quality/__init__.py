@@ -1,1 +1,4 @@
-"""Ranking quality of one-shot scores: correlations with intervals, top-k precision and regret."""
+"""Entry modules of the ranking-quality commands only; the report lives in `nas.report.quality`.
+
+`python -m nas.quality ...` (`__main__.py`) and `python -m nas.quality.sample ...` (`sample.py`).
+"""

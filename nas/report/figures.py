@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.report.stats import rank_correlations
 from nas.errors import check
 from nas.plotting import SIZE_IN, new_figure, same_length, save_png, vector
+from nas.report.stats import rank_correlations
 
 
 def _stats_text(x: np.ndarray, y: np.ndarray, stats: Mapping[str, float] | None) -> str:

@@ -148,7 +148,9 @@ def bucket_sample(
         values = _as_finite_vector(scores, "scores").tolist()
         order = sorted(range(len(values)), key=values.__getitem__)  # stable: ties by index
         n = len(order)
-        members = [order[b * n // num_buckets : (b + 1) * n // num_buckets] for b in range(num_buckets)]
+        members = [
+            order[b * n // num_buckets : (b + 1) * n // num_buckets] for b in range(num_buckets)
+        ]
     chosen: list[int] = []
     for group, count in zip(members, counts, strict=True):
         drawn = rng.sample(group, min(count, len(group)))

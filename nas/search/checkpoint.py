@@ -7,13 +7,17 @@ checkpoints are searched as one is each method's to say (the method protocol,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nas.checkpointing import read_checkpoint
 from nas.errors import check
 from nas.modules.method import MethodModule, method_class, module_class_named
+
+DATASET_KEY = "dataset"  # where train.py records the dataset config (nas.callbacks.dataset_record)
 
 
 def run_dir_of(ckpt: str) -> str:
@@ -48,18 +52,46 @@ def _natural(name: str) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def load_for_search(ckpt: str, device: torch.device):
+def load_for_search(ckpt: str, device: torch.device) -> tuple[Any, dict | None]:
     """What one search over `ckpt` scores: the trained module of a checkpoint, or, for a directory
-    of runs, what their method makes of them together (`MethodModule.searched_together`)."""
+    of runs, what their method makes of them together (`MethodModule.searched_together`); and the
+    dataset config they were trained on (None for checkpoints that do not record it)."""
     paths = checkpoint_paths(ckpt)
     modules = [load_supernet_module(p, device) for p in paths]
+    datasets = [m.trained_dataset for m in modules]
     classes = {type(m) for m in modules}
     check(
         len(classes) == 1,
         f"ckpt={str(ckpt)!r} holds checkpoints of {len(classes)} methods "
         f"({', '.join(sorted(c.__name__ for c in classes))}); one search scores checkpoints of one",
     )
-    return type(modules[0]).searched_together(modules, paths)
+    return type(modules[0]).searched_together(modules, paths), datasets[0]
+
+
+def scoring_dataset(
+    given: Mapping, trained: Mapping | None, explicit: bool
+) -> tuple[dict, str | None]:
+    """The dataset config a search scores on, and a warning line where the user should know.
+
+    Without a dataset or experiment given (`explicit` False) that is the one the checkpoint was
+    trained on; one given explicitly is used, with a warning naming both when it differs (scoring a
+    supernet on other data is a legitimate experiment, never a silent default).
+    """
+    given = dict(given)
+    if trained is None:
+        return given, None
+    trained = dict(trained)
+    if not explicit:
+        return trained, None
+    changed = sorted(k for k in {*given, *trained} if given.get(k) != trained.get(k))
+    if not changed:
+        return given, None
+    theirs = ", ".join(f"{k}={trained.get(k)!r}" for k in changed)
+    ours = ", ".join(f"{k}={given.get(k)!r}" for k in changed)
+    return given, (
+        f"warning: scoring on a dataset other than the checkpoint's: given {ours}; trained on "
+        f"{theirs}; drop the dataset or experiment overrides to score on the training data"
+    )
 
 
 def load_supernet_module(ckpt: str, device: torch.device):
@@ -73,7 +105,9 @@ def load_supernet_module(ckpt: str, device: torch.device):
     raw = read_checkpoint(path)
     cls = _module_class(raw if isinstance(raw, dict) else {}, path)
     cls.check_searchable(raw, path)
-    return cls.restore(raw, path).to(device).eval()
+    module = cls.restore(raw, path).to(device).eval()
+    module.trained_dataset = raw.get(DATASET_KEY)  # recorded by train.py (DatasetRecord)
+    return module
 
 
 def _module_class(raw: dict, path: Path) -> type[MethodModule]:

@@ -18,6 +18,10 @@ follows measures the pruned network. `<run dir>/compression.json` records the de
 parameter counts, the kept fraction per layer and the validation/test accuracy before and after.
 All state (weights, switches, γ/ω/C/H) lives in the module or the optimizer: a resumed run continues
 exactly.
+
+Longer than 300 lines: one LightningModule whose two training phases, ARD step and pruning read
+and write the same state (switches, γ, the keep mask); the networks it switches are in
+`compress_nets.py` and the ARD algebra in `ard.py`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ a node completed by a decision takes one extra step's state (`after`), after whi
 go embedding again. Options of one kind (e.g. every op decision) share their softmax and embedding.
 
 Everything is batched: one call samples (or scores, with `archs=`) B architectures at once.
+
+Longer than 300 lines: one policy network whose plan (which step reads which state) and batched
+sampling loop are read together; split, neither would make sense alone.
 """
 
 from __future__ import annotations

@@ -4,63 +4,26 @@
 every finished stand-alone run (`result.json`, the `nas.collect` layout) to the store's row of the
 same architecture id (several runs of one architecture, e.g. seeds, are averaged);
 `--truth nb201:<benchmark file>` looks every stored architecture up in NAS-Bench-201 instead
-(`nas.quality.nb201`). Writes `quality.md`, `quality.json` and `quality.png` (one-shot vs truth
+(`nas.report.quality.nb201`). Writes `quality.md`, `quality.json` and `quality.png` (one-shot vs truth
 scatter) to `--out`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nas.analysis.figures import plot_correlation
 from nas.atomic import write_text
-from nas.collect import finished_standalone_runs
 from nas.errors import NasError, check
-from nas.quality import nb201
-from nas.quality.metrics import STATISTICS, ranking_quality
-from nas.results.store import ResultsStore
-from nas.spaces import Architecture, build_space
+from nas.report.figures import plot_correlation
+from nas.report.quality import nb201
+from nas.report.runs import runs_truth
+from nas.report.stats import STATISTICS, ranking_quality
+from nas.report.stores import open_store
+from nas.spaces import Architecture
 
 LABELS = {"kendall_tau": "Kendall τ", "spearman": "Spearman ρ", "pearson": "Pearson r"}
-
-
-def read_store(store_path: str | Path) -> tuple[list[dict], object]:
-    """(rows, space) of a results store, with a clear error for a missing file or space."""
-    path = Path(str(store_path)).expanduser()
-    check(
-        path.is_file(),
-        f"results store {str(path)!r} does not exist; pass --store <search dir>/results.sqlite",
-    )
-    with ResultsStore(path) as store:
-        rows, spec = store.results(), store.get_meta("space_spec")
-    check(isinstance(spec, dict), f"results store {str(path)!r} does not record its search space")
-    return rows, build_space(spec)
-
-
-def runs_by_arch(
-    truth_dirs: Sequence[str], known: set[str], metric: str = "test_acc"
-) -> tuple[dict[str, list[float]], list[str]]:
-    """({arch id: metric of each of its runs}, [run dirs whose arch id is not in `known`])."""
-    values: dict[str, list[float]] = defaultdict(list)
-    unmatched = []
-    for run, result in finished_standalone_runs(truth_dirs, metric):
-        arch_id = result.get("arch_id")
-        if arch_id in known:
-            values[arch_id].append(float(result[metric]))
-        else:
-            unmatched.append(str(run.parent))
-    return dict(values), unmatched
-
-
-def runs_truth(
-    truth_dirs: Sequence[str], known: set[str], metric: str = "test_acc"
-) -> tuple[dict[str, float], list[str]]:
-    """({arch id: mean metric over its runs}, [run dirs whose arch id is not in `known`])."""
-    values, unmatched = runs_by_arch(truth_dirs, known, metric)
-    return {a: sum(v) / len(v) for a, v in values.items()}, unmatched
 
 
 def is_benchmark(truth: Sequence[str]) -> bool:
@@ -98,7 +61,7 @@ def matched_pairs(
     benchmark: Mapping | None = None,
 ) -> tuple[list[str], list[float], list[float], list[str]]:
     """(arch ids, one-shot scores, truth, unmatched): the store's architectures with a truth."""
-    rows, space = read_store(store_path)
+    rows, space, _ = open_store(store_path)
     where = f"results store {str(store_path)!r}"
     values, unmatched = truth_of(truth, rows, space, where, metric, benchmark)
     scores = {r["arch_id"]: float(r["oneshot_acc"]) for r in rows}
@@ -122,10 +85,10 @@ def quality_report(
     seed: int = 0,
     benchmark: Mapping | None = None,
 ) -> dict:
-    """Compute the report (nas.quality.metrics) and write it; returns the JSON written.
+    """Compute the report (nas.report.stats.ranking_quality) and write it; returns the JSON written.
 
     `truth`: stand-alone run directories, or `["nb201:<benchmark file>"]` with `benchmark` =
-    {dataset, metric, hp} (nas.quality.nb201.lookup's defaults when empty)."""
+    {dataset, metric, hp} (nas.report.quality.nb201.lookup's defaults when empty)."""
     ids, oneshot, values, unmatched = matched_pairs(store_path, truth, metric, benchmark)
     quality = ranking_quality(oneshot, values, ks, resamples, seed=seed)
     out = Path(out_dir)

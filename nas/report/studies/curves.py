@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nas.analysis import plot_kl_curves, rank_correlations
 from nas.errors import check
-from nas.studies.common import read_json, write_json
+from nas.report.figures import plot_kl_curves
+from nas.report.stats import rank_correlations
+from nas.report.studies.common import read_json, write_json
 
 
 def kl_curves_study(run: str, out_dir: str, curves: str | None = None) -> dict:

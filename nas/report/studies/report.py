@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from nas.analysis import write_report
 from nas.errors import check
-from nas.studies import wandb_log
+from nas.report.markdown import write_report
+from nas.report.wandb_log import log_figures, log_table, start_run
 
 # output stem -> (heading, what the figure shows)
 STUDIES = {
@@ -83,11 +83,11 @@ def report_study(
     page = write_report(out / "report.md", title, sections)
     logged = False
     if wandb:
-        run = wandb_log.start_run(wandb_project, title, str(out), wandb_mode)
+        run = start_run(wandb_project, title, str(out), wandb_mode)
         try:
-            wandb_log.log_figures({stem: png for stem, png, _ in found}, run)
+            log_figures({stem: png for stem, png, _ in found}, run)
             for stem, rows in tables.items():
-                wandb_log.log_table(f"studies/{stem}", rows, run)
+                log_table(f"studies/{stem}", rows, run)
             for stem, _, numbers in found:
                 for key, value in _section(stem, numbers)[0].items():
                     run.summary[f"{stem}/{key}"] = value

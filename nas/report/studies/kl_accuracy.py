@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from nas.analysis import plot_kl_vs_accuracy, rank_correlations
 from nas.callbacks.panel import fixed_train_examples, panel_kl
 from nas.config import device_of
 from nas.errors import check
+from nas.report.figures import plot_kl_vs_accuracy
+from nas.report.stats import rank_correlations
+from nas.report.stores import open_store
+from nas.report.studies.common import arch_of, write_json
 from nas.search.checkpoint import load_supernet_module
-from nas.studies.common import arch_of, open_store, write_json
 
 
 def kl_accuracy_study(

@@ -12,13 +12,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from nas.analysis import bucket_index, bucket_sample, plot_correlation, rank_correlations
-from nas.analysis.report import mean_std
 from nas.atomic import write_text
 from nas.errors import check
+from nas.report.figures import plot_correlation
+from nas.report.runs import runs_by_arch
+from nas.report.stats import bucket_index, bucket_sample, mean_std, rank_correlations
+from nas.report.stores import open_store
+from nas.report.studies.common import arch_of, checkpoint_hparams, read_json, write_json
 from nas.results.selection import write_selection
 from nas.samplers.base import sampler_spec
-from nas.studies.common import arch_of, open_store, read_json, standalone_results, write_json
 
 
 def correlation_pick(
@@ -34,12 +36,13 @@ def correlation_pick(
     With `num_archs`, only the first `num_archs` proposals are considered, so a search of another
     supernet with the same `search.seed` and `search.num_archs` scores every pick (dropout study).
     """
-    rows, space, hparams = open_store(store)
+    rows, space, ckpt = open_store(store)
+    hparams = checkpoint_hparams(ckpt)
     check(num_archs is None or num_archs >= 1, f"num_archs={num_archs!r} must be null or >= 1")
     rows = rows[:num_archs]
     scores = [r["oneshot_acc"] for r in rows]
     buckets = bucket_index(scores, num_buckets)
-    chosen = bucket_sample(scores, num_buckets, per_bucket, random.Random(seed))
+    chosen = bucket_sample(scores, num_buckets, per_bucket, random.Random(seed), rule="width")
     out = Path(out_dir)
     lists = []
     for b in sorted({buckets[i] for i in chosen}):
@@ -72,7 +75,7 @@ def correlation_study(picks: str, runs: list[str], out_dir: str, metric: str = "
         "study.runs is empty; pass the retraining sweep's directory, e.g. study.runs=[multirun/...]",
     )
     chosen = read_json(picks, "study=correlation_pick")
-    results = standalone_results(runs, metric)
+    results, _ = runs_by_arch(runs, metric=metric)
     archs = []
     for pick in chosen["archs"]:
         values = results.get(pick["arch_id"])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nas.analysis import plot_dropout_panels, rank_correlations
 from nas.errors import check
+from nas.report.figures import plot_dropout_panels
+from nas.report.stats import rank_correlations
+from nas.report.studies.common import checkpoint_hparams, read_json, write_json
 from nas.results.store import ResultsStore
 from nas.samplers.base import sampler_spec
-from nas.studies.common import checkpoint_hparams, read_json, write_json
 
 
 def dropout_study(stores: list[str], correlation: str, out_dir: str) -> dict:

@@ -1,38 +1,21 @@
-"""Shared plumbing of the studies: reading stores, checkpoints and finished runs; writing numbers."""
+"""Shared plumbing of the studies: checkpoints' hyperparameters, stored architectures; JSON numbers."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 
 from nas.atomic import write_text
 from nas.checkpointing import read_checkpoint
-from nas.collect import finished_standalone_runs
 from nas.errors import check
-from nas.results.store import ResultsStore
-from nas.spaces import Architecture, SearchSpace, build_space
+from nas.spaces import Architecture, SearchSpace
 
 
-def open_store(store: str) -> tuple[list[dict], SearchSpace, dict]:
-    """(rows in proposal order, the space, the checkpoint's hyperparameters) of a results store."""
-    path = Path(str(store)).expanduser()
-    check(
-        path.is_file(),
-        f"results store {str(path)!r} does not exist; pass <run>/search/<strategy>-seed<seed>/"
-        "results.sqlite written by search.py",
-    )
-    with ResultsStore(path) as db:
-        rows, spec, ckpt = db.results(), db.get_meta("space_spec"), db.get_meta("checkpoint")
-    check(bool(rows), f"results store {str(path)!r} is empty; run search.py first")
-    check(spec is not None, f"results store {str(path)!r} records no search space")
-    return rows, build_space(spec), checkpoint_hparams(ckpt) if ckpt else {}
-
-
-def checkpoint_hparams(ckpt: str) -> dict:
+def checkpoint_hparams(ckpt: str | None) -> dict:
     """The hyperparameters saved in a checkpoint (plain values), or {} if the file is gone."""
+    if not ckpt:  # the store recorded no checkpoint
+        return {}
     path = Path(str(ckpt)).expanduser()
     if not path.is_file():  # stores outlive their checkpoints; the studies say what they lack
         return {}
@@ -42,14 +25,6 @@ def checkpoint_hparams(ckpt: str) -> dict:
 def arch_of(row: dict, space: SearchSpace) -> Architecture:
     """The Architecture of a results-store row."""
     return Architecture.from_json(row["arch_json"], space)
-
-
-def standalone_results(runs: Sequence[str], metric: str = "test_acc") -> dict[str, list[float]]:
-    """{arch_id: [metric of every finished stand-alone run]} from every result.json under `runs`."""
-    found: dict[str, list[float]] = defaultdict(list)
-    for _, result in finished_standalone_runs(runs, metric):
-        found[result["arch_id"]].append(float(result[metric]))
-    return dict(found)
 
 
 def clean(value):

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nas.errors import check
+from nas.loggers import WANDB_MODES, _wandb_logged_in
 
 
 def active_run():
@@ -21,8 +22,6 @@ def active_run():
 
 def start_run(project: str, name: str, save_dir: str, mode: str = "auto"):
     """A new W&B run for a study (offline unless logged in, as `nas.loggers.wandb_logger`)."""
-    from nas.loggers import WANDB_MODES, _wandb_logged_in
-
     check(mode in WANDB_MODES, f"wandb_mode={mode!r} is unknown; choose one of {list(WANDB_MODES)}")
     import wandb
 

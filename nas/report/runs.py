@@ -1,0 +1,89 @@
+"""`result.json` of every training run: written when a run ends, read back by every report.
+
+Every training run ends by writing `<run>/result.json` (`write_run_result`, called by train.py);
+Table 1 (`python -m nas.collect`), the ranking-quality report and the studies read the finished
+stand-alone runs back from here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from nas.atomic import write_text
+from nas.errors import check
+
+RESULT = "result.json"
+
+
+def write_run_result(trainer, module, metrics: dict, run_dir: str) -> dict:
+    """Write `<run_dir>/result.json` (final metrics, size, architecture) for `python -m nas.collect`."""
+    metrics = {k.replace("/", "_"): float(v) for k, v in metrics.items() if v.numel() == 1}
+    h = module.hparams
+    result = {
+        "kind": type(module).__name__,
+        "group": h.get("group"),
+        "arch_id": h.get("arch_id"),
+        "filters": h.get("filters"),
+        "cells": h.get("cells"),
+        "params": sum(p.numel() for p in module.parameters()),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        **{k: metrics[k] for k in ("val_acc", "test_acc", "val_loss", "test_loss") if k in metrics},
+    }
+    if trainer.is_global_zero:
+        # Written whole or not at all: collectors scan sweeps whose jobs may still be running.
+        write_text(Path(run_dir) / RESULT, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def finished_standalone_runs(
+    directories: Sequence[str], metric: str = "test_acc"
+) -> list[tuple[Path, dict]]:
+    """(path, contents) of every result.json under `directories` of a stand-alone run with `metric`."""
+    found = []
+    for directory in directories:
+        root = Path(str(directory)).expanduser()
+        check(
+            root.exists(),
+            f"{str(root)!r} does not exist; pass the directory of the retraining sweep "
+            "(multirun/<date>/<time>)",
+        )
+        for path in sorted(root.rglob(RESULT)):
+            result = json.loads(path.read_text())
+            if result.get("kind") == "StandaloneModule" and metric in result:
+                found.append((path, result))
+    check(
+        bool(found),
+        f"no finished stand-alone runs (result.json with {metric}) under {list(directories)}; "
+        "retrain the selected architectures first (train.py with a *_standalone experiment)",
+    )
+    return found
+
+
+def runs_by_arch(
+    directories: Sequence[str], known: set[str] | None = None, metric: str = "test_acc"
+) -> tuple[dict[str, list[float]], list[str]]:
+    """({arch id: metric of each of its runs}, [run dirs whose arch id is not in `known`]).
+
+    `known=None` keeps every architecture (and leaves none unmatched).
+    """
+    values: dict[str, list[float]] = defaultdict(list)
+    unmatched = []
+    for run, result in finished_standalone_runs(directories, metric):
+        arch_id = result.get("arch_id")
+        if known is None or arch_id in known:
+            values[arch_id].append(float(result[metric]))
+        else:
+            unmatched.append(str(run.parent))
+    return dict(values), unmatched
+
+
+def runs_truth(
+    directories: Sequence[str], known: set[str], metric: str = "test_acc"
+) -> tuple[dict[str, float], list[str]]:
+    """({arch id: mean metric over its runs}, [run dirs whose arch id is not in `known`])."""
+    values, unmatched = runs_by_arch(directories, known, metric)
+    return {a: sum(v) / len(v) for a, v in values.items()}, unmatched
