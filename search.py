@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
             cfg.ckpt,
             device,
             strategy=strategy,
+            dataset=dataset,
             autocast_dtype=autocast,
             **OmegaConf.to_container(cfg.search, resolve=True),
         )

@@ -1,6 +1,8 @@
 """The op vocabulary: name -> constructor(channels). Convolutions use BN-ReLU-Conv order.
 
 Every module here is called as `module(x, ghost_size)`; `ghost_size=None` means ordinary batch norm.
+Besides `OPS`, the units several spaces share: ReLU-Conv-BN (NAS-Bench-201, ENAS micro) and the
+factorized reduction (ENAS macro and micro, DARTS's evaluation network).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas.ghost_bn import GhostBatchNorm
@@ -28,6 +31,62 @@ class BNReLUConv(nn.Module):
 
     def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
         return self.conv(torch.relu(self.bn(x, ghost_size)))
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv2d (no bias: the BN has one, padding kernel // 2) -> BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, ghost=True):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        self.bn = make_norm(c_out, ghost)
+
+    def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
+        return self.bn(self.conv(torch.relu(x)), ghost_size)
+
+
+class FactorizedReduction(nn.Module):
+    """Halves the resolution without dropping pixels: [Conv1x1/2(x), Conv1x1/2(x shifted)] -> BN.
+
+    Two stride-2 1x1 convolutions (no bias), the first on x, the second on x[:, :, 1:, 1:], make
+    c_out // 2 and the remaining channels; their concatenation is batch-normalised. ENAS pads the
+    shifted input by a zero row and column at the bottom and right; DARTS (`pad_output`) pads the
+    second output instead where it comes out smaller (odd sizes): the same numbers up to rounding.
+    `c_out` defaults to `c_in`; `relu` puts a ReLU first (ENAS micro's cell inputs, DARTS).
+    `names`: the attributes of the two convolutions, so each space keeps its state-dict keys (ENAS
+    macro conv_a / conv_b, ENAS micro conv1 / conv2, DARTS conv_1 / conv_2).
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int | None = None,
+        *,
+        relu: bool = False,
+        ghost: bool = True,
+        names: tuple[str, str] = ("conv_a", "conv_b"),
+        pad_output: bool = False,
+    ):
+        super().__init__()
+        c_out = c_in if c_out is None else c_out
+        self.relu, self.names, self.pad_output = relu, tuple(names), pad_output
+        first, second = self.names
+        self.add_module(first, nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False))
+        self.add_module(second, nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False))
+        self.bn = make_norm(c_out, ghost)
+
+    def forward(self, x: torch.Tensor, ghost_size: int | None = None) -> torch.Tensor:
+        if self.relu:
+            x = torch.relu(x)
+        first, second = (getattr(self, name) for name in self.names)
+        a = first(x)
+        if self.pad_output:
+            b = second(x[:, :, 1:, 1:])
+            if b.shape[-2:] != a.shape[-2:]:
+                b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+        else:
+            b = second(F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)))
+        return self.bn(torch.cat([a, b], dim=1), ghost_size)
 
 
 class SepConvPair(nn.Module):

@@ -9,8 +9,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from nas.callbacks import OneShotPanel, draw_panel
+from nas.callbacks import OneShotPanel
 from nas.errors import NasError
+from nas.report.panel import draw_panel
 from tests.conftest import compose_config
 
 PANEL = [

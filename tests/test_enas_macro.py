@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from nas.errors import NasError
+from nas.ops import FactorizedReduction
 from nas.spaces import build_space
 from nas.spaces.enas_macro import MACRO_OPS, EnasMacroSpace, pool_layers
-from nas.spaces.enas_macro.network import FactorizedReduction
 from tests.conftest import randomized_supernet
 
 ROOT = Path(__file__).resolve().parents[1]

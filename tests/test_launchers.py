@@ -102,7 +102,7 @@ def _job_group(job: Path) -> str:
 def test_two_job_sweep_on_a_launcher_gives_table1_and_one_wandb_group(
     launcher, wandb_mode, selection, tmp_path
 ):
-    from nas import collect
+    from nas.report import table1 as collect
 
     sweep = tmp_path / "sweep"
     cmd = [

@@ -158,3 +158,27 @@ def test_quality_study_config_writes_the_same_report(tmp_path):
     report = json.loads((tmp_path / "search" / "quality" / "quality.json").read_text())
     assert outputs["n"] == report["n"] == 8
     assert outputs["spearman"] == report["spearman"] and report["spearman"]["value"] == 1.0
+
+
+def test_every_stand_alone_kind_counts_and_skipped_runs_are_named(tmp_path, capsys):
+    from nas.report.runs import finished_standalone_runs
+
+    runs = {
+        "child": {"kind": "StandaloneModule", "arch_id": "a1", "test_acc": 0.9},
+        "darts_eval": {"kind": "DartsEvalModule", "arch_id": "a2", "test_acc": 0.8},
+        "lm": {"kind": "StandaloneLMModule", "arch_id": "a3", "test_acc": 0.3},
+        "supernet": {"kind": "OneShotModule", "arch_id": None, "test_acc": 0.5},
+        "unfinished": {"kind": "StandaloneModule", "arch_id": "a4"},
+    }
+    for name, result in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps(result))
+    found = finished_standalone_runs([str(tmp_path)])
+    assert sorted(r["arch_id"] for _, r in found) == ["a1", "a2", "a3"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"skipped {tmp_path / 'supernet'}: a OneShotModule run, not the retraining of one "
+        "architecture",
+        f"skipped {tmp_path / 'unfinished'}: no test_acc (not finished, or trained with "
+        "test_after_fit=false)",
+    ]

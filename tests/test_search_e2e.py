@@ -193,7 +193,6 @@ def test_bn_recalibration_mode_scores_through_search_py(supernet_ckpt, tmp_path,
 
 def test_search_scores_on_the_checkpoints_own_data_unless_told(supernet_ckpt, tmp_path, capsys):
     import search
-
     from nas.results.store import ResultsStore
 
     def run(out, *overrides):
@@ -214,3 +213,54 @@ def test_search_scores_on_the_checkpoints_own_data_unless_told(supernet_ckpt, tm
         "warning: scoring on a dataset other than the checkpoint's: given val_size=128; trained "
         "on val_size=256; drop the dataset or experiment overrides to score on the training data"
     ]
+
+
+def test_a_changed_evaluation_setup_never_reuses_stored_scores(supernet_ckpt, tmp_path, capsys):
+    from nas.results.store import ResultsStore
+
+    out = tmp_path / "search"
+    _search(supernet_ckpt, out, "search.num_archs=3", "selection.k=1")
+    with pytest.raises(SystemExit):  # the same command on 128 validation images: refused
+        _search(supernet_ckpt, out, "search.num_archs=3", "selection.k=1", "dataset.val_size=128")
+    err = capsys.readouterr().err
+    assert "was scored with another evaluation setup (dataset.val_size: 256 -> 128;" in err
+    assert "val_images: [256, 3, 8, 8] -> [128, 3, 8, 8]" in err
+    copy = tmp_path / "run" / "last.ckpt"  # its contents change later (training continued)
+    copy.parent.mkdir()
+    copy.write_bytes(supernet_ckpt.read_bytes())
+    _search(copy, tmp_path / "copy", "search.num_archs=3", "selection.k=1")
+    copy.write_bytes(supernet_ckpt.read_bytes() + b"\0")
+    with pytest.raises(SystemExit):
+        _search(copy, tmp_path / "copy", "search.num_archs=3", "selection.k=1")
+    assert "another evaluation setup (checkpoint_sha256: " in capsys.readouterr().err
+    with ResultsStore(out / "results.sqlite") as store:  # a store of an earlier version
+        assert store.count() == 3
+        store.set_meta("evaluation", None)
+    _search(supernet_ckpt, out, "search.num_archs=3", "selection.k=1")
+    assert "does not record its evaluation setup" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_search_processes_on_one_command_lose_and_repeat_nothing(supernet_ckpt, tmp_path):
+    """Two `search.py` processes started at once on the same command share the work: the store
+    ends with every position of the stream once, each row whole, and both exit cleanly."""
+    out = tmp_path / "search"
+    command = [
+        sys.executable,
+        "search.py",
+        "experiment=smoke",
+        f"ckpt={supernet_ckpt}",
+        f"out_dir={out}",
+        "search.num_archs=40",
+        "selection.k=2",
+    ]
+    runs = [subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    rows = _rows(out)
+    assert [seq for seq, *_ in rows] == list(range(40))
+    assert len({arch_id for _, arch_id, *_ in rows}) == 40
+    assert all(None not in row for row in rows)  # no half-written row
+    alone = tmp_path / "alone"
+    _search(supernet_ckpt, alone, "search.num_archs=40", "selection.k=2")
+    assert _rows(alone) == rows  # the same results as one process

@@ -258,3 +258,17 @@ def test_a_search_process_scores_on_one_device():
         search._one_device(cuda, 4)
     with pytest.raises(NasError, match="run one shard per GPU"):
         search._one_device(cuda, [0, 1])
+
+
+def test_shards_of_different_evaluation_setups_are_not_merged(tmp_path, small_space):
+    out = tmp_path / "search"
+    for shard in range(2):
+        _shard(out, small_space, 10, shard, 2, FakeEvaluator())
+        with ResultsStore(Path(shard_dir(out, shard, 2)) / "results.sqlite") as store:
+            setup = {"checkpoint_sha256": "ab", "dataset": {"val_size": 300 - 100 * shard}}
+            store.set_meta("evaluation", setup)
+    with pytest.raises(
+        NasError, match=r"another evaluation setup than shard 0 \(dataset.val_size: 300 -> 200\)"
+    ):
+        merge(out)
+    assert not (out / "results.sqlite").exists()

@@ -1,19 +1,9 @@
-"""Training callbacks: the one-shot accuracy / KL-divergence panel of the paper's analysis."""
+"""Training callbacks: the one-shot accuracy / KL-divergence panel of the paper's analysis.
+
+The panel itself (`draw_panel`, `panel_kl`, `panel_accuracy`) is `nas.report.panel`, shared with
+the studies; the images it is measured on come from `nas.data.base`.
+"""
 
 from nas.callbacks.oneshot_panel import OneShotPanel
-from nas.callbacks.panel import (
-    draw_panel,
-    first_val_examples,
-    fixed_train_examples,
-    panel_accuracy,
-    panel_kl,
-)
 
-__all__ = [
-    "OneShotPanel",
-    "draw_panel",
-    "first_val_examples",
-    "fixed_train_examples",
-    "panel_accuracy",
-    "panel_kl",
-]
+__all__ = ["OneShotPanel"]

@@ -17,14 +17,9 @@ import lightning as L
 import torch
 
 from nas.atomic import write_text
-from nas.callbacks.panel import (
-    draw_panel,
-    first_val_examples,
-    fixed_train_examples,
-    panel_accuracy,
-    panel_kl,
-)
+from nas.data.base import first_val_examples, fixed_train_examples
 from nas.errors import check
+from nas.report.panel import draw_panel, panel_accuracy, panel_kl
 
 
 class OneShotPanel(L.Callback):

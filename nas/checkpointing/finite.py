@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from nas.checkpointing.messages import checkpoint_note, remedy_hint
+from nas.checkpointing.saving import LastCheckpoint
 from nas.errors import NasError
 
 
@@ -37,9 +37,6 @@ def check_finite_loss(module, loss: torch.Tensor) -> None:
 def _raise_if_bad(module, finite: bool, value: float, step: int, before_update: bool) -> None:
     if finite:
         return
-    # Imported here: nas.checkpointing.saving imports this module for its messages.
-    from nas.checkpointing.saving import LastCheckpoint
-
     trainer = module.trainer
     last = next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
     when = (
@@ -50,20 +47,3 @@ def _raise_if_bad(module, finite: bool, value: float, step: int, before_update: 
         f"the training loss is {shown} at step {step} (epoch {trainer.current_epoch}): training "
         f"stopped {when}; {checkpoint_note(last)}. {remedy_hint(module)}"
     )
-
-
-def checkpoint_note(last: Path | None) -> str:
-    """What became of the resume checkpoint when training stopped on non-finite numbers."""
-    if last is None or not last.is_file():
-        return "no checkpoint had been written yet"
-    return f"the last checkpoint, {last}, is kept as it was"
-
-
-def remedy_hint(module) -> str:
-    """The settings to lower (with their current values) after the numbers overflowed."""
-    h = module.hparams
-    knobs = [f"model.lr (now {h.lr:g})"]
-    sampler = h.get("sampler") or {}
-    if "rate" in sampler:
-        knobs.append(f"sampler.rate (now {sampler['rate']:g})")
-    return f"Lower {' or '.join(knobs)} or add model.warmup_steps, and start a new run"

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nas.atomic import atomic_path, remove_stale_temp_files
-from nas.checkpointing.finite import checkpoint_note, remedy_hint
+from nas.checkpointing.messages import checkpoint_note, remedy_hint
 from nas.errors import NasError, check
 
 LAST = "last.ckpt"

@@ -4,6 +4,9 @@ Subclasses only load their data (`_load`) and declare `num_classes`, `in_channel
 in their constructor, so a model can be built before `setup()`. Batches leave the loader as uint8;
 `on_after_batch_transfer` (on the training device) augments them when training, then converts them
 to float and normalises them with the training split's per-channel mean and std.
+
+`in_memory_split`, `fixed_train_examples` and `first_val_examples` hand fixed, normalised images of
+a split to code that draws its own batches (methods, BN recalibration, the one-shot analysis panel).
 """
 
 from __future__ import annotations
@@ -253,3 +256,29 @@ class TensorImageDataModule(L.LightningDataModule):
         if training and self.cutout:  # after normalising, as DARTS: the square is the mean colour
             images = cutout(images, self.cutout)
         return images, labels
+
+
+def fixed_train_examples(datamodule, examples: int, seed: int) -> torch.Tensor:
+    """`examples` un-augmented, normalised training images [N, C, H, W] (CPU), chosen by `seed`.
+
+    No labels are used (the paper's KL analysis compares predictions only); a seeded permutation
+    rather than the first N keeps the sample representative of a split stored in class order.
+    """
+    split = in_memory_split(datamodule, "train", "the one-shot analysis")
+    check(
+        1 <= examples <= len(split),
+        f"kl_examples={examples} must lie in 1..{len(split)} (the training split's size)",
+    )
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return datamodule.normalize(split.images[order[:examples]])
+
+
+def first_val_examples(datamodule, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `examples` validation images (normalised) and labels (CPU): a fixed subset."""
+    split = in_memory_split(datamodule, "val", "the one-shot analysis")
+    check(
+        1 <= examples,
+        f"val_examples={examples} must be >= 1 (or 0 to switch one-shot accuracy off)",
+    )
+    n = min(examples, len(split))
+    return datamodule.normalize(split.images[:n]), split.labels[:n]

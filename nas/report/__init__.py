@@ -3,6 +3,8 @@
 Shared parts (the studies and the reports call these; none of them imports a study):
 - `stats`: rank correlations, bucketed samples, bootstrap intervals, top-k precision and regret;
 - `kl`: symmetrized KL between two models' class distributions;
+- `panel`: the fixed panel of architectures and its KL / accuracy (the `OneShotPanel` callback's
+  curves and the studies' numbers are one computation);
 - `figures`: the paper's figures as PNGs;
 - `markdown`: Markdown tables and report pages;
 - `runs`: `result.json` of every training run, written and read back;

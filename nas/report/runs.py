@@ -8,6 +8,7 @@ stand-alone runs back from here.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,10 @@ def finished_standalone_runs(
         )
         for path in sorted(root.rglob(RESULT)):
             result = json.loads(path.read_text())
-            if result.get("kind") == "StandaloneModule" and metric in result:
+            why = _not_counted(result, metric)
+            if why:
+                print(f"skipped {path.parent}: {why}", file=sys.stderr)
+            else:
                 found.append((path, result))
     check(
         bool(found),
@@ -61,6 +65,17 @@ def finished_standalone_runs(
         "retrain the selected architectures first (train.py with a *_standalone experiment)",
     )
     return found
+
+
+def _not_counted(result: dict, metric: str) -> str | None:
+    """Why a run's result does not count as a finished stand-alone run (None: it counts). Every
+    module that retrains one architecture records its `arch_id` (StandaloneModule, DARTS's
+    evaluation network, the stand-alone language model, ...); supernet runs record none."""
+    if not result.get("arch_id"):
+        return f"a {result.get('kind', 'training')} run, not the retraining of one architecture"
+    if metric not in result:
+        return f"no {metric} (not finished, or trained with test_after_fit=false)"
+    return None
 
 
 def runs_by_arch(

@@ -19,6 +19,7 @@ from pathlib import Path
 from nas.errors import NasError, check
 from nas.results.outputs import console, write_outputs
 from nas.results.store import ResultsStore
+from nas.search import setup
 from nas.search.shards import SHARDS, shard_share, shard_stores
 from nas.spaces import build_space
 
@@ -34,6 +35,7 @@ class Shard:
     count: int
     space_spec: dict
     checkpoint: str
+    evaluation: dict | None  # the evaluation setup (nas.search.setup); None: an earlier version's
 
 
 def _read_shard(index: int, path: Path) -> Shard:
@@ -47,6 +49,7 @@ def _read_shard(index: int, path: Path) -> Shard:
             store.count(),
             store.get_meta("space_spec"),
             store.get_meta("checkpoint"),
+            store.get_meta(setup.META),
         )
         num_shards = settings.get("num_shards") or 1
         stray = sum(row["seq"] % num_shards != index for row in store.results())
@@ -96,6 +99,13 @@ def read_shards(search_dir: str | Path) -> list[Shard]:
             f"({_base(other.settings)}, {other.checkpoint!r} vs {_base(first.settings)}, "
             f"{first.checkpoint!r}); rerun it with the settings of the others",
         )
+    for other in shards[1:]:
+        changed = setup.differences(first.evaluation or {}, other.evaluation or {})
+        check(
+            not changed,
+            f"shard {other.index} was scored with another evaluation setup than shard 0 "
+            f"({'; '.join(changed)}); rerun it with the checkpoint and data of the others",
+        )
     targets = {s.index: s.num_archs for s in shards}
     check(
         len(set(targets.values())) == 1,
@@ -140,6 +150,8 @@ def merge(search_dir: str | Path, partial: bool = False) -> Path:
             f"have {settings}; merge into another directory (copy {SHARDS}/ there)",
         )
         store.set_meta("settings", settings)
+        if shards[0].evaluation is not None:
+            setup.check_setup(store, shards[0].evaluation, print)
         for shard in shards:
             store.merge_from(shard.path)
         # Rows of the same stream agree on seq; two archs at one place would be two streams.

@@ -18,17 +18,19 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from nas.callbacks.panel import fixed_train_examples
+from nas.data.base import fixed_train_examples
 from nas.errors import NasError, check
 from nas.results.complexity import SizeTable
 from nas.results.outputs import console
 from nas.results.store import ResultsStore
+from nas.search.checkpoint import checkpoint_paths
 from nas.search.driver import check_shard, replay_or_evaluate, score_shard
 from nas.search.evaluator import (
     OneShotEvaluator,
     default_batch_archs,
     default_channels_last,
 )
+from nas.search.setup import check_setup, evaluation_setup
 from nas.search.shards import shard_dir, shard_share
 from nas.search.strategies import build_strategy, strategy_name, strategy_settings
 
@@ -49,6 +51,7 @@ def search(
     autocast_dtype: torch.dtype | None = None,
     shard: int = 0,
     num_shards: int = 1,
+    dataset: Mapping | None = None,
 ) -> ResultsStore:
     """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable).
 
@@ -60,6 +63,8 @@ def search(
     what its method searches as one (e.g. few-shot's sub-supernets); its `scorer` makes the
     evaluator from the one-shot evaluator of each trained supernet (method protocol).
     strategy: the `strategy` config (`_target_` and settings; None: random search).
+    dataset: the dataset config `datamodule` was built from, recorded with the checkpoint's
+    contents as the store's evaluation setup (`nas.search.setup`).
 
     batch_archs: architectures per pass ("auto": what pays on `device`, see `default_batch_archs`).
     bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
@@ -94,6 +99,7 @@ def search(
     network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
     labels = val.labels.to(device)
+    setup = evaluation_setup(checkpoint_paths(checkpoint), dataset, val)
     recalibration = _recalibration_batches(datamodule, bn_recalibration_batches, device)
 
     def evaluator_of(trained) -> OneShotEvaluator:
@@ -150,6 +156,7 @@ def search(
             "use the same settings to continue it, or another out_dir"
         )
     store.set_meta("settings", settings)
+    check_setup(store, setup, console.print)
     if num_shards > 1:  # the merge checks that every shard reached the same stream length
         store.set_meta("num_archs", num_archs)
     fields = {

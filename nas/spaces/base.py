@@ -1,11 +1,12 @@
-"""Generic search-space vocabulary: Decision, SearchSpace, Architecture, path weights, the registry.
+"""Generic search-space vocabulary: SearchSpace, Architecture and the registry of spaces by name.
 
-A space is an ordered tuple of decisions. An architecture chooses, for every decision, a subset of its
-options. Path weights (one row per architecture or ghost batch, one column per option: 0/1 masks, or
-real values that carry gradients) are the only thing the network sees of an architecture.
+A space is an ordered tuple of decisions (`nas.spaces.decisions`). An architecture chooses, for every
+decision, a subset of its options. Path weights (`nas.spaces.masks`: one row per architecture or
+ghost batch, one column per option) are the only thing the network sees of an architecture.
 
 Each space package (`nas/spaces/<name>/`) calls `register_space` with its space class and the two
-networks built from it, so `build_space(spec)` and `space.build_supernet()` work by name.
+networks built from it, so `build_space(spec)` and `space.build_supernet()` work by name. The names
+of `decisions` and `masks` are importable from here too.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from nas.errors import NasError, check
 
-Weights = dict[str, torch.Tensor]  # decision name -> float tensor [rows, len(options)]
-Masks = Weights  # path weights that are all 0 or 1
+# Re-exported: the vocabulary is imported from here (`from nas.spaces.base import Decision, Masks`).
+from nas.spaces.decisions import NODE_TIMES, Decision, Node  # noqa: F401
+from nas.spaces.masks import Masks, PathWeightCodec, Weights  # noqa: F401
 
 SPACES: dict[str, type[SearchSpace]] = {}  # name -> space class, filled by `register_space`
 _NETWORKS: dict[str, tuple[Callable, Callable]] = {}  # name -> (supernet class, child class)
@@ -48,95 +48,6 @@ def build_space(spec: SearchSpace | Mapping) -> SearchSpace:
         importlib.import_module(module)
     check(name in SPACES, f"unknown search space {name!r}; known spaces: {sorted(SPACES)}")
     return SPACES[name](**spec)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One place where the space chooses `min_k..max_k` of `options` (order of options is fixed)."""
-
-    name: str
-    options: tuple[str, ...]
-    min_k: int = 1
-    max_k: int | None = None  # None: up to every option
-    pointer: bool = False  # options name earlier nodes of the space (`SearchSpace.nodes`)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "options", tuple(self.options))
-        if self.max_k is None:
-            object.__setattr__(self, "max_k", len(self.options))
-        check(
-            len(set(self.options)) == len(self.options),
-            f"decision {self.name!r} repeats an option: {self.options}",
-        )
-        check(
-            0 <= self.min_k <= self.max_k <= len(self.options) and self.max_k >= 1,
-            f"decision {self.name!r}: need 0 <= min_k <= max_k <= {len(self.options)} options, "
-            f"got min_k={self.min_k}, max_k={self.max_k}",
-        )
-
-    @property
-    def fan_in(self) -> int:
-        """Number of paths into this node (the k of path dropout's r^(1/k))."""
-        return len(self.options)
-
-    def count(self) -> int:
-        """Number of valid subsets."""
-        n = len(self.options)
-        return sum(math.comb(n, k) for k in range(self.min_k, self.max_k + 1))
-
-    def subsets(self) -> Iterator[tuple[str, ...]]:
-        """Every valid subset, each in option order."""
-        for k in range(self.min_k, self.max_k + 1):
-            yield from itertools.combinations(self.options, k)
-
-    def sample(self, rng: random.Random) -> tuple[str, ...]:
-        """A subset drawn uniformly from all valid subsets (size k is drawn with weight C(n, k))."""
-        n = len(self.options)
-        sizes = list(range(self.min_k, self.max_k + 1))
-        k = rng.choices(sizes, weights=[math.comb(n, s) for s in sizes])[0]
-        return self.canonical(rng.sample(self.options, k))
-
-    def canonical(self, chosen: Iterable[str]) -> tuple[str, ...]:
-        """Validate `chosen` and return it in option order."""
-        chosen = tuple(chosen)
-        unknown = [c for c in chosen if c not in self.options]
-        check(
-            not unknown,
-            f"decision {self.name!r}: unknown option(s) {unknown}; allowed: {list(self.options)}",
-        )
-        check(
-            len(set(chosen)) == len(chosen),
-            f"decision {self.name!r}: option chosen twice in {list(chosen)}",
-        )
-        check(
-            self.min_k <= len(chosen) <= self.max_k,
-            f"decision {self.name!r}: chose {len(chosen)} option(s) {list(chosen)}, "
-            f"expected {self.min_k} to {self.max_k} of {list(self.options)}",
-        )
-        return tuple(o for o in self.options if o in chosen)
-
-
-NODE_TIMES = ("before", "at", "after")
-
-
-@dataclass(frozen=True)
-class Node:
-    """A node of the space's graph that pointer decisions choose among (the ENAS controller's anchors).
-
-    The node exists relative to decision `at`: `before` it is decided (an input of a cell), `at` it
-    (made by that decision, e.g. a layer by choosing its skips) or `after` it (complete once it is
-    decided, e.g. a cell node after its last op).
-    """
-
-    name: str
-    at: str
-    when: str = "after"
-
-    def __post_init__(self) -> None:
-        check(
-            self.when in NODE_TIMES,
-            f"node {self.name!r}: when={self.when!r} must be one of {list(NODE_TIMES)}",
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,8 +159,9 @@ class Architecture:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-class SearchSpace:
-    """An ordered tuple of decisions; subclasses add how to build their networks."""
+class SearchSpace(PathWeightCodec):
+    """An ordered tuple of decisions; subclasses add how to build their networks (path weights of
+    its architectures: `PathWeightCodec`)."""
 
     name: str = "space"
 
@@ -354,51 +266,6 @@ class SearchSpace:
             f"space {self.name!r} has no registered networks; its package must call register_space",
         )
         return _NETWORKS[self.name]
-
-    # -- path weights -----------------------------------------------------------------------
-    def encode(self, archs: Sequence[Architecture]) -> Masks:
-        """Masks with one row per architecture: masks[name][i, j] = 1 iff arch i chose option j."""
-        masks = {}
-        for d in self.decisions:
-            rows = [[1.0 if o in a[d.name] else 0.0 for o in d.options] for a in archs]
-            masks[d.name] = torch.tensor(rows, dtype=torch.float32).reshape(
-                len(archs), len(d.options)
-            )
-        return masks
-
-    def decode(self, masks: Mapping[str, torch.Tensor], row: int = 0) -> Architecture:
-        """The architecture of one row of 0/1 masks (the inverse of `encode`)."""
-        return self.architecture(
-            {
-                d.name: [
-                    o for o, m in zip(d.options, masks[d.name][row].tolist(), strict=True) if m
-                ]
-                for d in self.decisions
-            }
-        )
-
-    def full_masks(self, rows: int = 1) -> Masks:
-        """All-ones masks (every path on) with `rows` rows."""
-        return {d.name: torch.ones(rows, len(d.options)) for d in self.decisions}
-
-    def check_weights(self, weights: Mapping[str, torch.Tensor], rows: int | None = None) -> None:
-        """Raise a clear error unless `weights` has every decision with the right width (and rows)."""
-        for d in self.decisions:
-            check(
-                d.name in weights,
-                f"path weights lack decision {d.name!r}; expected keys {[x.name for x in self.decisions]}",
-            )
-            m = weights[d.name]
-            check(
-                isinstance(m, torch.Tensor) and m.dim() == 2 and m.shape[1] == len(d.options),
-                f"path weights {d.name!r} have shape {tuple(getattr(m, 'shape', ()))}, "
-                f"expected [rows, {len(d.options)}]",
-            )
-            if rows is not None:
-                check(
-                    m.shape[0] in (1, rows),
-                    f"path weights {d.name!r} have {m.shape[0]} rows, expected 1 or {rows} (one per ghost batch)",
-                )
 
 
 def _space_of(text: str, path: Path) -> SearchSpace:

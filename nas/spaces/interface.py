@@ -1,4 +1,4 @@
-"""The interface every space's supernet follows, and the base class that implements its shared part.
+"""The interface every space's supernet follows, and the base classes of supernets and children.
 
 A supernet holds every path of its space. It is called as `forward(x, weights, ghost)`: for every
 decision, `weights[decision]` is a float tensor [G, k] with one row per ghost batch (or one row for
@@ -9,6 +9,9 @@ to whatever produced them. A path whose weight is exactly 0 in a ghost batch is 
 Every parameter belongs to exactly one *path* or to the always-on trunk (path key `()`), declared by
 the network while it is built (`declare_path`), never guessed from module names. Masked L2, parameter
 and MAC counts per path (`nas.results.complexity.SizeTable`) and, later, priors on switches use it.
+
+A child (`space.build_child(arch, **supernet.config)`) is the stand-alone network of one
+architecture; `ChildBase` holds what every space's child shares.
 """
 
 from __future__ import annotations
@@ -199,3 +202,30 @@ class SupernetBase(nn.Module):
             own, wanted = self.state_dict(), child.state_dict()
             child.load_state_dict({k: own.get(k, v) for k, v in wanted.items()})
         return child
+
+
+class ChildBase(nn.Module):
+    """The shared part of every stand-alone child: one architecture of `space_class`, checked.
+
+    A child holds only the chosen paths of `arch`, with ordinary batch norm, built by the same layer
+    code as its space's supernet (so its state_dict is a subset of the supernet's). Subclasses set
+    `space_class`, call `super().__init__(arch)` first, then build their layers and set `config` (the
+    settings `space.build_child(arch, **config)` takes). `forward(x, ghost)` runs the layers without
+    path weights, `_run_layers(x, ghost)`; a child that runs otherwise overrides it.
+    """
+
+    space_class: type[SearchSpace] = SearchSpace
+    config: dict  # network settings, as the space's supernet has them
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        check(
+            isinstance(arch.space, self.space_class),
+            f"{type(self).__name__} needs an architecture of the {self.space_class.name} space, "
+            f"got {arch.space.name!r}",
+        )
+        self.space, self.arch = arch.space, arch
+
+    def forward(self, x: torch.Tensor, ghost=None) -> torch.Tensor:
+        """Logits [N, classes]; `ghost` examples per ghost batch (None: ordinary batch norm)."""
+        return self._run_layers(x, ghost)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from nas.callbacks.panel import fixed_train_examples, panel_kl
 from nas.config import device_of
+from nas.data.base import fixed_train_examples
 from nas.errors import check
 from nas.report.figures import plot_kl_vs_accuracy
+from nas.report.panel import panel_kl
 from nas.report.stats import rank_correlations
 from nas.report.stores import open_store
 from nas.report.studies.common import arch_of, write_json

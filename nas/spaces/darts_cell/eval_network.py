@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from nas.errors import check
+from nas.ops import FactorizedReduction
 from nas.spaces.base import Architecture
 from nas.spaces.darts_cell.space import CELLS, INPUTS, DartsCellSpace, parse_edge
+from nas.spaces.interface import ChildBase
 
 
 class ReLUConvBN(nn.Sequential):
@@ -57,28 +59,18 @@ class SepConv(nn.Sequential):
         )
 
 
-class FactorizedReduce(nn.Module):
-    """ReLU -> two stride-2 Conv 1x1 (the second offset by one pixel) concatenated -> BN."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        check(c_out % 2 == 0, f"FactorizedReduce needs an even channel count, got {c_out}")
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(x)
-        a, b = self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])
-        if b.shape[-2:] != a.shape[-2:]:  # odd sizes (DARTS needs even ones): pad the offset half
-            b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        return self.bn(torch.cat([a, b], dim=1))
+def factorized_reduce(c_in: int, c_out: int) -> FactorizedReduction:
+    """DARTS's FactorizedReduce: ReLU -> two stride-2 Conv 1x1 (the second offset by one pixel)
+    concatenated -> BN, named and computed as in the DARTS code."""
+    return FactorizedReduction(
+        c_in, c_out, relu=True, ghost=False, names=("conv_1", "conv_2"), pad_output=True
+    )
 
 
 def make_eval_op(name: str, c: int, stride: int) -> nn.Module:
     """DARTS's module of our op `name` at `c` channels and `stride`."""
     if name == "identity":
-        return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
+        return nn.Identity() if stride == 1 else factorized_reduce(c, c)
     if name == "maxpool3x3":
         return nn.MaxPool2d(3, stride=stride, padding=1)
     if name == "avgpool3x3":
@@ -114,7 +106,7 @@ class EvalCell(nn.Module):
         self.stride = 2 if kind == "reduce" else 1
         self.preprocess0 = ReLUConvBN(c_p, c, 1, 1, 0)  # h-1 (in0)
         self.preprocess1 = (
-            FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0)
+            factorized_reduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0)
         )
         self.edges = nn.ModuleDict()
         for edge, ops in edge_ops.items():
@@ -166,8 +158,10 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-class DartsEvalNetwork(nn.Module):
+class DartsEvalNetwork(ChildBase):
     """DARTS's NetworkCIFAR of `arch` (see the module docstring)."""
+
+    space_class = DartsCellSpace
 
     def __init__(
         self,
@@ -179,12 +173,8 @@ class DartsEvalNetwork(nn.Module):
         auxiliary: bool = True,
         drop_path: float = 0.2,
     ):
-        super().__init__()
-        space = arch.space
-        check(
-            isinstance(space, DartsCellSpace),
-            f"DartsEvalNetwork needs an architecture of the darts_cell space, got {space.name!r}",
-        )
+        super().__init__(arch)
+        space = self.space
         check(
             isinstance(filters, int) and filters >= 1 and filters % 2 == 0,
             f"model.filters={filters!r} must be an even integer >= 2 (FactorizedReduce halves it; "
@@ -196,7 +186,7 @@ class DartsEvalNetwork(nn.Module):
             f"depth; DARTS uses 20)",
         )
         check(0 <= drop_path < 1, f"model.drop_path={drop_path!r} must lie in [0, 1) (DARTS: 0.2)")
-        self.arch, self.auxiliary, self.drop_path = arch, auxiliary, drop_path
+        self.auxiliary, self.drop_path = auxiliary, drop_path
         self.drop_prob = 0.0  # set by the training module each epoch
         nodes = space.num_nodes
         cell_ops = {

@@ -19,8 +19,8 @@ from __future__ import annotations
 import ast
 
 from nas.errors import NasError, check
-from nas.spaces.base import Architecture
-from nas.spaces.darts_cell.space import CELLS, INPUTS, DartsCellSpace, parse_edge
+from nas.spaces.base import Architecture, SearchSpace
+from nas.spaces.darts_cell.dag import CELLS, INPUTS, NAME, parse_edge
 
 # DARTS op name -> ours.
 DARTS_OPS = {
@@ -66,7 +66,7 @@ def to_genotype(arch: Architecture) -> str:
     pairs, counted over the ops on its incoming edges."""
     space = arch.space
     check(
-        isinstance(space, DartsCellSpace),
+        getattr(space, "name", None) == NAME,
         f"to_genotype needs an architecture of the darts_cell space, got {space.name!r}",
     )
     parts = []
@@ -170,10 +170,10 @@ def parse_genotype(text: str) -> dict[str, list]:
     return out
 
 
-def from_genotype(text: str, space: DartsCellSpace) -> Architecture:
+def from_genotype(text: str, space: SearchSpace) -> Architecture:
     """The architecture of `space` of a DARTS genotype text (see `to_genotype`)."""
     check(
-        isinstance(space, DartsCellSpace),
+        getattr(space, "name", None) == NAME,
         f"from_genotype needs a darts_cell space, got {getattr(space, 'name', space)!r}",
     )
     parsed = parse_genotype(text)

@@ -31,7 +31,7 @@ from nas.ops import BNReLUConv, Identity, Pool, SepConvPair, make_norm
 from nas.routing import Ghost, PathWeights, masked_sum
 from nas.spaces.base import Architecture
 from nas.spaces.darts_cell.space import CELLS, INPUTS, DartsCellSpace, parse_edge
-from nas.spaces.interface import SupernetBase, network_config
+from nas.spaces.interface import ChildBase, SupernetBase, network_config
 
 CellOps = Mapping[str, Sequence[str]]  # edge -> the ops built on it
 
@@ -206,9 +206,11 @@ class DartsCellSupernet(SupernetBase, _DartsLayers):
                         self.declare_path((f"{cell.kind}/{edge}", op), module)
 
 
-class DartsCellChild(nn.Module, _DartsLayers):
+class DartsCellChild(ChildBase, _DartsLayers):
     """The network of one architecture with ordinary batch norm; only its chosen ops exist (an edge
     with no op has no module)."""
+
+    space_class = DartsCellSpace
 
     def __init__(
         self,
@@ -219,12 +221,8 @@ class DartsCellChild(nn.Module, _DartsLayers):
         num_classes: int = 10,
         in_channels: int = 3,
     ):
-        super().__init__()
-        space = arch.space
-        check(
-            isinstance(space, DartsCellSpace),
-            f"DartsCellChild needs an architecture of the darts_cell space, got {space.name!r}",
-        )
+        super().__init__(arch)
+        space = self.space
         cell_ops = {
             cell: {e: arch[f"{cell}/{e}"] for e in space.edges[cell] if arch[f"{cell}/{e}"]}
             for cell in CELLS
@@ -232,7 +230,3 @@ class DartsCellChild(nn.Module, _DartsLayers):
         self.config = self._build_layers(
             cell_ops, space.num_nodes, False, filters, cells, stages, num_classes, in_channels
         )
-        self.space, self.arch = space, arch
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self._run_layers(x, ghost)

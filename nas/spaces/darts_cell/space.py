@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 
 from nas.errors import check
 from nas.spaces.base import Architecture, Decision, SearchSpace
+from nas.spaces.darts_cell.dag import CELLS, INPUTS, NAME, parse_edge
+from nas.spaces.darts_cell.genotype import from_genotype, to_genotype
 
 BAYESNAS_OPS = ("sep3x3", "sep5x5", "dil3x3", "dil5x5", "maxpool3x3", "avgpool3x3", "identity")
-CELLS = ("normal", "reduce")
-INPUTS = ("in0", "in1")  # h-1 and h-2
 
 
 def dense_edges(nodes: int) -> tuple[str, ...]:
@@ -59,12 +59,6 @@ BAYESNAS_EDGES = {
         "3<-0",
     ),
 }
-
-
-def parse_edge(edge: str) -> tuple[str, int]:
-    """("in0" / "in1" / "i", j) of an edge "j<-i" (unchecked against a node count)."""
-    target, _, source = edge.partition("<-")
-    return source, int(target)
 
 
 def _source_rank(source: str) -> int:
@@ -117,7 +111,7 @@ class DartsCellSpace(SearchSpace):
     """Decisions "{cell}/{edge}" for cell in normal, reduce and each edge of that cell's DAG: any
     subset of `ops` (none included: the edge is then absent)."""
 
-    name = "darts_cell"
+    name = NAME
 
     def __init__(
         self,
@@ -173,8 +167,6 @@ class DartsCellSpace(SearchSpace):
 
     def to_genotype(self, arch: Architecture) -> str:
         """DARTS's genotype text of `arch` (see `nas.spaces.darts_cell.genotype`)."""
-        from nas.spaces.darts_cell.genotype import to_genotype
-
         check(
             arch.space.fingerprint == self.fingerprint,
             "to_genotype: the architecture is not from this darts_cell space",
@@ -183,8 +175,6 @@ class DartsCellSpace(SearchSpace):
 
     def from_genotype(self, text: str) -> Architecture:
         """The architecture of a DARTS genotype text (see `nas.spaces.darts_cell.genotype`)."""
-        from nas.spaces.darts_cell.genotype import from_genotype
-
         return from_genotype(text, self)
 
     def spec(self) -> dict:

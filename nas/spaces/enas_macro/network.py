@@ -8,7 +8,7 @@ adds the outputs of the layers it skips to, then BN:
 
 After each layer p of `pool_layers(L, stages)` every stored output h_0..h_p is replaced by a
 factorized reduction of itself (stride 2, the channels stay `filters`). Head: global average pool,
-dropout, linear. A child is the same wiring restricted to its op and skips; supernet and child name
+dropout, linear. The ops and the layer are in `layers.py`. A child is the same wiring restricted to its op and skips; supernet and child name
 their submodules identically, so a child's state_dict is a subset of the supernet's and
 `extract(arch, copy_weights=True)` is a copy.
 
@@ -24,13 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import check
-from nas.ops import make_norm
-from nas.routing import Ghost, PathWeights, masked_sum
+from nas.ops import FactorizedReduction, make_norm
+from nas.routing import Ghost, PathWeights
 from nas.spaces.base import Architecture
+from nas.spaces.enas_macro.layers import MacroLayer
 from nas.spaces.enas_macro.space import EnasMacroSpace
-from nas.spaces.interface import PathKey, SupernetBase, network_config
-
-KERNELS = {"conv3x3": 3, "conv5x5": 5, "sep3x3": 3, "sep5x5": 5}
+from nas.spaces.interface import ChildBase, PathKey, SupernetBase, network_config
 
 
 def pool_layers(layers: int, stages: int) -> list[int]:
@@ -49,116 +48,6 @@ def reductions_used(
         for j in range(p + 1)
         if j == p or any(skips_to(i, j) for i in range(p + 1, layers))
     }
-
-
-class ConvBranch(nn.Module):
-    """1x1 conv -> BN -> ReLU -> k x k conv (or depthwise k x k then pointwise 1x1) -> BN -> ReLU."""
-
-    def __init__(self, channels: int, kernel: int, separable: bool, ghost: bool):
-        super().__init__()
-        self.conv_in = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn_in = make_norm(channels, ghost)
-        pad = kernel // 2
-        if separable:
-            self.conv = nn.Sequential(
-                nn.Conv2d(channels, channels, kernel, padding=pad, groups=channels, bias=False),
-                nn.Conv2d(channels, channels, 1, bias=False),
-            )
-        else:
-            self.conv = nn.Conv2d(channels, channels, kernel, padding=pad, bias=False)
-        self.bn = make_norm(channels, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        x = torch.relu(self.bn_in(self.conv_in(x), ghost))
-        return torch.relu(self.bn(self.conv(x), ghost))
-
-
-class PoolBranch(nn.Module):
-    """1x1 conv -> BN -> ReLU -> 3x3 pool, stride 1 (average over the valid pixels only)."""
-
-    def __init__(self, channels: int, kind: str, ghost: bool):
-        super().__init__()
-        self.conv_in = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn_in = make_norm(channels, ghost)
-        self.pool = (
-            nn.MaxPool2d(3, 1, 1)
-            if kind == "max"
-            else nn.AvgPool2d(3, 1, 1, count_include_pad=False)
-        )
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self.pool(torch.relu(self.bn_in(self.conv_in(x), ghost)))
-
-
-def make_op(name: str, channels: int, ghost: bool) -> nn.Module:
-    if name in KERNELS:
-        return ConvBranch(channels, KERNELS[name], name.startswith("sep"), ghost)
-    return PoolBranch(channels, {"avgpool3x3": "avg", "maxpool3x3": "max"}[name], ghost)
-
-
-class FactorizedReduction(nn.Module):
-    """Halve the resolution, keep the channels: [Conv1x1/2(x), Conv1x1/2(x shifted by one pixel)] -> BN.
-
-    The shifted input is x[:, :, 1:, 1:] padded by one row and column at the bottom and right, as in
-    ENAS; the first path makes channels // 2 channels, the second the rest.
-    """
-
-    def __init__(self, channels: int, ghost: bool):
-        super().__init__()
-        self.conv_a = nn.Conv2d(channels, channels // 2, 1, stride=2, bias=False)
-        self.conv_b = nn.Conv2d(channels, channels - channels // 2, 1, stride=2, bias=False)
-        self.bn = make_norm(channels, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1), ghost)
-
-
-class MacroLayer(nn.Module):
-    """h = BN(Σ_ops w_o · op_o(h_prev) + Σ_skips w_j · h_j); the BN is always on (trunk).
-
-    Skips hold no parameters; in the supernet their weights multiply h_j (identity paths, run
-    densely). A row with no op and no skip on gets BN(0).
-    """
-
-    def __init__(
-        self, channels: int, ops: Sequence[str], skips: Sequence[str], ghost: bool
-    ) -> None:
-        super().__init__()
-        self.op_names, self.skip_names = tuple(ops), tuple(skips)
-        self.ops = nn.ModuleDict({op: make_op(op, channels, ghost) for op in ops})
-        self.bn = make_norm(channels, ghost)
-
-    def forward(
-        self,
-        h_prev: torch.Tensor,
-        stored: Mapping[str, torch.Tensor],
-        ghost: Ghost = None,
-        op_weights: PathWeights | None = None,
-        skip_weights: PathWeights | None = None,
-        dense: bool = False,
-    ) -> torch.Tensor:
-        out = masked_sum(
-            self.op_names,
-            lambda n, x, g: self.ops[n](x, g),
-            lambda n: h_prev,
-            op_weights,
-            lambda n: False,  # every op has a 1x1 conv and BN: gather the ghost batches using it
-            dense,
-            ghost,
-        )
-        skip = masked_sum(
-            self.skip_names,
-            lambda n, x, g: x,
-            stored.__getitem__,
-            skip_weights,
-            lambda n: True,  # identity: cheaper dense than gathered
-            dense,
-            ghost,
-        )
-        terms = [t for t in (out, skip) if t is not None]
-        total = sum(terms[1:], terms[0]) if terms else torch.zeros_like(h_prev)
-        return self.bn(total, ghost)
 
 
 class _MacroLayers:
@@ -212,7 +101,7 @@ class _MacroLayers:
         for p in self.pool_layers:
             self.reduce[f"after{p}"] = nn.ModuleDict(
                 {
-                    f"layer{j}": FactorizedReduction(filters, ghost)
+                    f"layer{j}": FactorizedReduction(filters, ghost=ghost)
                     for j in range(p + 1)
                     if reductions is None or (p, j) in reductions
                 }
@@ -345,8 +234,10 @@ class EnasMacroSupernet(SupernetBase, _MacroLayers):
         }
 
 
-class EnasMacroChild(nn.Module, _MacroLayers):
+class EnasMacroChild(ChildBase, _MacroLayers):
     """The network of one architecture with ordinary batch norm; only its ops and reductions exist."""
+
+    space_class = EnasMacroSpace
 
     def __init__(
         self,
@@ -358,12 +249,8 @@ class EnasMacroChild(nn.Module, _MacroLayers):
         in_channels: int = 3,
         dropout: float = 0.0,
     ):
-        super().__init__()
-        space = arch.space
-        check(
-            isinstance(space, EnasMacroSpace),
-            f"EnasMacroChild needs an architecture of the enas_macro space, got {space.name!r}",
-        )
+        super().__init__(arch)
+        space = self.space
         layers = range(space.layers)
         skips = [arch[f"layer{i}/skip"] if i else () for i in layers]
         pools = pool_layers(cells, stages) if cells == space.layers and stages <= cells else []
@@ -381,7 +268,3 @@ class EnasMacroChild(nn.Module, _MacroLayers):
             in_channels,
             dropout,
         )
-        self.space, self.arch = space, arch
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self._run_layers(x, ghost)

@@ -7,13 +7,14 @@ a factorized reduction to 2C; the reduction cell then runs at stride 1 on [previ
 authors' search mode). Every cell takes the outputs of the two previous layers and first calibrates
 them to its channels and resolution (trunk). Head: ReLU -> global average pool -> linear.
 
-Inside a cell node n (2..B-1) is op_a(node[in_a]) + op_b(node[in_b]). As in the authors' code, the
-separable-convolution weights (and their BN) are separate per (node, slot a/b, op, input node), so
-each is the derived path `("{cell}/node{n}/op_{s}", op, "{cell}/{j}")`, used where in_s picks j and
-op_s picks op; its real-valued weight is w_in[j] · w_op[op]. The output is ReLU -> 1x1 conv over the
-concatenation of the loose ends -> BN, computed as Σ_k L_k · Conv1x1_k(ReLU(node k)) -> BN, one path
-`("{cell}/out", "{cell}/{k}")` per slice, with L_k = Π over the in-decisions of later nodes of
-(1 - w_in[k]): 1 exactly where no node takes k, for 0/1 weights.
+Inside a cell (`cells.py`) node n (2..B-1) is op_a(node[in_a]) + op_b(node[in_b]). As in the
+authors' code, the separable-convolution weights (and their BN) are separate per (node, slot a/b,
+op, input node), so each is the derived path `("{cell}/node{n}/op_{s}", op, "{cell}/{j}")`, used
+where in_s picks j and op_s picks op; its real-valued weight is w_in[j] · w_op[op]. The output is
+ReLU -> 1x1 conv over the concatenation of the loose ends -> BN, computed as
+Σ_k L_k · Conv1x1_k(ReLU(node k)) -> BN, one path `("{cell}/out", "{cell}/{k}")` per slice, with
+L_k = Π over the in-decisions of later nodes of (1 - w_in[k]): 1 exactly where no node takes k, for
+0/1 weights.
 
 Supernet and child name their submodules identically, so a child's state_dict is a subset of the
 supernet's and `extract(arch, copy_weights=True)` is a copy. Shapes: images [N, C, H, W];
@@ -29,175 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import check
-from nas.ops import Identity, Pool, make_norm
-from nas.routing import Ghost, GhostLayout, PathWeights, masked_sum
+from nas.ops import FactorizedReduction, make_norm
+from nas.routing import Ghost, GhostLayout, PathWeights
 from nas.spaces.base import Architecture
+from nas.spaces.enas_micro.cells import REDUCTION_NAMES, CellSpec, MicroCell, Pair, op_key
 from nas.spaces.enas_micro.space import CELLS, SLOTS, EnasMicroSpace
-from nas.spaces.interface import TRUNK, PathKey, SupernetBase, network_config
-
-Pair = tuple[str, int]  # (op, input node) of one slot of one node
-CellSpec = tuple[
-    dict[tuple[int, str], tuple[Pair, ...]], tuple[int, ...]
-]  # pairs per (n, slot), outs
-STATELESS = {"avgpool3x3": Pool("avg"), "maxpool3x3": Pool("max"), "identity": Identity()}
-KERNELS = {"sep3x3": 3, "sep5x5": 5}
-
-
-class ReLUConvBN(nn.Module):
-    """ReLU -> Conv 1x1 (no bias) -> BN: brings an input to the cell's channel count."""
-
-    def __init__(self, c_in: int, c_out: int, ghost: bool):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
-        self.bn = make_norm(c_out, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self.bn(self.conv(torch.relu(x)), ghost)
-
-
-class FactorizedReduction(nn.Module):
-    """Halves the resolution without dropping pixels: two 1x1 stride-2 convolutions, on x and on x
-    shifted by one pixel, each to half the channels, concatenated, then BN (ReLU first if `relu`)."""
-
-    def __init__(self, c_in: int, c_out: int, relu: bool, ghost: bool):
-        super().__init__()
-        self.relu = relu
-        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = make_norm(c_out, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        if self.relu:
-            x = torch.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], dim=1), ghost)
-
-
-class SepUnit(nn.Module):
-    """ReLU -> depthwise k x k -> pointwise 1x1 -> BN (the authors' order)."""
-
-    def __init__(self, channels: int, kernel: int, ghost: bool):
-        super().__init__()
-        self.depthwise = nn.Conv2d(
-            channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False
-        )
-        self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn = make_norm(channels, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self.bn(self.pointwise(self.depthwise(torch.relu(x))), ghost)
-
-
-class SepConv(nn.Module):
-    """Two `SepUnit`s: the authors' separable-convolution op."""
-
-    def __init__(self, channels: int, kernel: int, ghost: bool):
-        super().__init__()
-        self.units = nn.ModuleList(SepUnit(channels, kernel, ghost) for _ in range(2))
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        for unit in self.units:
-            x = unit(x, ghost)
-        return x
-
-
-def op_key(n: int, slot: str, op: str, j: int) -> str:
-    """Name of the module of `op` in `slot` of node n applied to node j."""
-    return f"node{n}_{slot}_{op}_{j}"
-
-
-class MicroCell(nn.Module):
-    """One cell (normal or reduction) at `channels` channels and resolution divisor `div`.
-
-    `inputs`: (channels, divisor) of the two previous layers' outputs. `spec`: the (op, input) pairs
-    of every (node, slot), and the nodes whose output slices exist (`outs`). `reduce`: for a reduction
-    cell, the factorized reduction of the previous output run before it (trunk).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        inputs: Sequence[tuple[int, int]],
-        channels: int,
-        div: int,
-        spec: CellSpec,
-        reduce: nn.Module | None,
-        ghost: bool,
-    ):
-        super().__init__()
-        self.kind = kind
-        self.reduce = reduce
-        self.pairs, self.outs = spec
-        self.num_nodes = max(n for n, _ in self.pairs) + 1
-        self.calibrate = nn.ModuleDict()
-        for i, (c_in, d_in) in enumerate(inputs):
-            if d_in != div:
-                check(d_in * 2 == div, f"cell input at 1/{d_in} resolution cannot feed 1/{div}")
-                self.calibrate[str(i)] = FactorizedReduction(c_in, channels, True, ghost)
-            elif c_in != channels:
-                self.calibrate[str(i)] = ReLUConvBN(c_in, channels, ghost)
-        self.ops = nn.ModuleDict()
-        for (n, s), pairs in self.pairs.items():
-            for op, j in pairs:
-                if op in KERNELS:
-                    self.ops[op_key(n, s, op, j)] = SepConv(channels, KERNELS[op], ghost)
-        self.out = nn.ModuleDict(
-            {str(k): nn.Conv2d(channels, channels, 1, bias=False) for k in self.outs}
-        )
-        self.out_bn = make_norm(channels, ghost)
-
-    def forward(
-        self,
-        prev_prev: torch.Tensor,
-        prev: torch.Tensor,
-        ghost: Ghost = None,
-        routed: Mapping | None = None,
-        dense: bool = False,
-    ) -> torch.Tensor:
-        """routed: {(n, slot): PathWeights over pairs, "out": PathWeights over nodes}; None in a child."""
-        nodes = []
-        for i, x in enumerate((prev_prev, prev)):
-            nodes.append(self.calibrate[str(i)](x, ghost) if str(i) in self.calibrate else x)
-        for n in range(2, self.num_nodes):
-            terms = [self._slot(n, s, nodes, ghost, routed, dense) for s in SLOTS]
-            terms = [t for t in terms if t is not None]
-            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(nodes[1]))
-        out = masked_sum(
-            self.outs,
-            lambda k, x, g: self.out[str(k)](x),
-            lambda k: torch.relu(nodes[k]),
-            routed["out"] if routed is not None else None,
-            lambda k: False,
-            dense,
-            ghost,
-        )
-        return self.out_bn(out, ghost)
-
-    def _slot(
-        self,
-        n: int,
-        slot: str,
-        nodes: list[torch.Tensor],
-        ghost: Ghost,
-        routed: Mapping | None,
-        dense: bool,
-    ) -> torch.Tensor | None:
-        """Σ over the slot's (op, input) pairs of weight · op(node[input]); None if none is on."""
-
-        def run(pair: Pair, x: torch.Tensor, g: Ghost) -> torch.Tensor:
-            op, j = pair
-            module = STATELESS[op] if op in STATELESS else self.ops[op_key(n, slot, op, j)]
-            return module(x, g)
-
-        return masked_sum(
-            self.pairs[n, slot],
-            run,
-            lambda pair: nodes[pair[1]],
-            routed[n, slot] if routed is not None else None,
-            lambda pair: pair[0] in STATELESS,  # pooling and identity: run densely
-            dense,
-            ghost,
-        )
+from nas.spaces.interface import TRUNK, ChildBase, PathKey, SupernetBase, network_config
 
 
 class _MicroLayers:
@@ -228,7 +66,7 @@ class _MicroLayers:
         for stage in range(stages):
             if stage:
                 c, div = 2 * c, 2 * div
-                reduce = FactorizedReduction(p[0], c, False, ghost)
+                reduce = FactorizedReduction(p[0], c, ghost=ghost, names=REDUCTION_NAMES)
                 self.cells.append(
                     MicroCell("reduce", [p, (c, div)], c, div, specs["reduce"], reduce, ghost)
                 )
@@ -416,8 +254,10 @@ def _cell_specs(arch: Architecture) -> dict[str, CellSpec]:
     return specs
 
 
-class EnasMicroChild(nn.Module, _MicroLayers):
+class EnasMicroChild(ChildBase, _MicroLayers):
     """The network of one architecture with ordinary batch norm; only its chosen paths exist."""
+
+    space_class = EnasMicroSpace
 
     def __init__(
         self,
@@ -428,15 +268,7 @@ class EnasMicroChild(nn.Module, _MicroLayers):
         num_classes: int = 10,
         in_channels: int = 3,
     ):
-        super().__init__()
-        check(
-            isinstance(arch.space, EnasMicroSpace),
-            f"EnasMicroChild needs an architecture of the enas_micro space, got {arch.space.name!r}",
-        )
+        super().__init__(arch)
         self.config = self._build_layers(
             _cell_specs(arch), False, filters, cells, stages, num_classes, in_channels
         )
-        self.space, self.arch = arch.space, arch
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self._run_layers(x, ghost)

@@ -17,23 +17,11 @@ import torch
 from torch import nn
 
 from nas.errors import check
-from nas.ops import Identity, Pool, make_norm
+from nas.ops import Identity, Pool, ReLUConvBN, make_norm
 from nas.routing import Ghost, PathWeights, masked_sum
 from nas.spaces.base import Architecture
-from nas.spaces.interface import SupernetBase, network_config
+from nas.spaces.interface import ChildBase, SupernetBase, network_config
 from nas.spaces.nb201.space import EDGES, NODES, NB201Space
-
-
-class ReLUConvBN(nn.Module):
-    """ReLU -> Conv2d (no bias: the BN has one) -> BN, the benchmark's convolution unit."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, ghost: bool):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
-        self.bn = make_norm(c_out, ghost)
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self.bn(self.conv(torch.relu(x)), ghost)
 
 
 def make_op(name: str, channels: int, ghost: bool) -> nn.Module | None:
@@ -192,8 +180,10 @@ class NB201Supernet(SupernetBase, _NB201Layers):
                             self.declare_path((edge, op), module)
 
 
-class NB201Child(nn.Module, _NB201Layers):
+class NB201Child(ChildBase, _NB201Layers):
     """The network of one architecture with ordinary batch norm; only the chosen ops exist."""
+
+    space_class = NB201Space
 
     def __init__(
         self,
@@ -204,16 +194,8 @@ class NB201Child(nn.Module, _NB201Layers):
         num_classes: int = 10,
         in_channels: int = 3,
     ):
-        super().__init__()
-        check(
-            isinstance(arch.space, NB201Space),
-            f"NB201Child needs an architecture of the nb201 space, got {arch.space.name!r}",
-        )
+        super().__init__(arch)
         edge_ops = {edge: arch[edge] for edge in EDGES}
         self.config = self._build_layers(
             edge_ops, False, filters, cells, stages, num_classes, in_channels
         )
-        self.space, self.arch = arch.space, arch
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self._run_layers(x, ghost)

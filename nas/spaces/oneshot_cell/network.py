@@ -19,7 +19,7 @@ from nas.errors import check
 from nas.ops import OPS, BNReLUConv, make_norm
 from nas.routing import Ghost, PathWeights, masked_sum
 from nas.spaces.base import Architecture
-from nas.spaces.interface import PathKey, SupernetBase, network_config
+from nas.spaces.interface import ChildBase, PathKey, SupernetBase, network_config
 from nas.spaces.oneshot_cell.space import CELL_INPUTS, OneShotCellSpace
 
 BlockSpec = tuple[
@@ -268,8 +268,10 @@ class OneShotSupernet(SupernetBase, _CellLayers):
         return used | {("adapt", n) for n in inputs & set(CELL_INPUTS)}
 
 
-class ChildNet(nn.Module, _CellLayers):
+class ChildNet(ChildBase, _CellLayers):
     """The cell network of `arch` with ordinary batch norm; unused paths do not exist."""
+
+    space_class = OneShotCellSpace
 
     def __init__(
         self,
@@ -280,19 +282,10 @@ class ChildNet(nn.Module, _CellLayers):
         num_classes: int = 10,
         in_channels: int = 3,
     ):
-        super().__init__()
-        space = arch.space
-        check(
-            isinstance(space, OneShotCellSpace),
-            f"ChildNet needs an architecture of the oneshot_cell space, got {space.name!r}",
-        )
+        super().__init__(arch)
         blocks = [
-            (arch[f"block{i}/inputs"], arch[f"block{i}/ops"]) for i in range(space.num_blocks)
+            (arch[f"block{i}/inputs"], arch[f"block{i}/ops"]) for i in range(self.space.num_blocks)
         ]
         self.config = self._build_layers(
             blocks, False, filters, cells, stages, num_classes, in_channels
         )
-        self.space, self.arch = space, arch
-
-    def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
-        return self._run_layers(x, ghost)

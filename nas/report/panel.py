@@ -1,7 +1,8 @@
 """A fixed panel of architectures and the two measurements of the paper's analysis on it.
 
 Shared by the `OneShotPanel` callback (curves during training) and the studies (figures after
-training), so a curve's last point and a study's number are the same computation.
+training), so a curve's last point and a study's number are the same computation. The images they
+are measured on come from `nas.data.base` (`fixed_train_examples`, `first_val_examples`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 
 import torch
 
-from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.report.kl import symmetric_kl
 from nas.search.evaluator import OneShotEvaluator
@@ -44,36 +44,6 @@ def draw_panel(
         panel.append(space.all_on())
     check(bool(panel), "the panel is empty; set panel_size >= 1 or include_all_on=true")
     return panel
-
-
-def fixed_train_examples(datamodule, examples: int, seed: int) -> torch.Tensor:
-    """`examples` un-augmented, normalised training images [N, C, H, W] (CPU), chosen by `seed`.
-
-    No labels are used (the paper's KL analysis compares predictions only); a seeded permutation
-    rather than the first N keeps the sample representative of a split stored in class order.
-    """
-    split = _split(datamodule, "train")
-    check(
-        1 <= examples <= len(split),
-        f"kl_examples={examples} must lie in 1..{len(split)} (the training split's size)",
-    )
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    return datamodule.normalize(split.images[order[:examples]])
-
-
-def first_val_examples(datamodule, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `examples` validation images (normalised) and labels (CPU): a fixed subset."""
-    split = _split(datamodule, "val")
-    check(
-        1 <= examples,
-        f"val_examples={examples} must be >= 1 (or 0 to switch one-shot accuracy off)",
-    )
-    n = min(examples, len(split))
-    return datamodule.normalize(split.images[:n]), split.labels[:n]
-
-
-def _split(datamodule, name: str):
-    return in_memory_split(datamodule, name, "the one-shot analysis")
 
 
 def _logits(supernet, space, arch, x: torch.Tensor, ghost: int, batch: int) -> torch.Tensor:
