@@ -117,3 +117,13 @@ def test_a_method_takes_the_base_settings_once_and_refuses_the_ones_it_fixes(cls
         assert key not in module.hparams
         with pytest.raises(NasError, match=rf"model\.{key}: not a setting of {cls.__name__}"):
             cls(SPACE, **{**NETWORK, key: cls.fixed_settings[key]})
+
+
+def test_a_class_that_moved_is_found_by_the_method_name_the_checkpoint_records(tmp_path):
+    module = ENASModule(SPACE, **NETWORK)
+    raw = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(raw)
+    assert raw["method"] == "enas"
+    raw["module_class"] = "nas.methods.enas_v0.ENASModule"  # a path this version does not have
+    torch.save(raw, tmp_path / "last.ckpt")
+    assert type(load_supernet_module(tmp_path / "last.ckpt", torch.device("cpu"))) is ENASModule

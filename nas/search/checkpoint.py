@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from nas.checkpointing import read_checkpoint
-from nas.errors import check
+from nas.errors import NasError, check
 from nas.modules.method import MethodModule, method_class, module_class_named
+from nas.modules.supernet import OneShotModule
 
 DATASET_KEY = "dataset"  # where train.py records the dataset config (nas.callbacks.dataset_record)
 
@@ -115,8 +116,13 @@ def _module_class(raw: dict, path: Path) -> type[MethodModule]:
     before others existed."""
     name = raw.get("module_class")
     if name is None:
-        return method_class(raw.get("method", "oneshot"))
-    cls = module_class_named(name, path)
+        return OneShotModule
+    try:
+        cls = module_class_named(name, path)
+    except NasError:  # the class moved since: the method's registered name still finds it
+        if not raw.get("method"):
+            raise
+        cls = method_class(raw["method"])
     check(
         isinstance(cls, type) and issubclass(cls, MethodModule),
         f"checkpoint {str(path)!r} holds a {name}, not a supernet; search needs a supernet checkpoint",
