@@ -1,4 +1,4 @@
-"""One prepared GPU check (issue 26): CUDA tests, throughput, a short real-data run, the targets.
+"""One prepared GPU check: CUDA tests, throughput, a short real-data run, the targets.
 
     python benchmarks/gpu_check.py --out <dir> [--data <fashion-mnist dir>]   # on a GPU, < 8 min
     python benchmarks/gpu_check.py --smoke --out /tmp/gpu_smoke               # tiny, CPU, < 1 min

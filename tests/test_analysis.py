@@ -302,12 +302,12 @@ def _runs():
 
 def test_table1_markdown_uses_sample_std():
     expected = (
-        "| group        | filters | params (M)  | test acc (%) |   n |\n"
-        "| ------------ | ------: | ----------- | ------------ | --: |\n"
-        "| One-Shot Top |      16 | 0.70 ± 0.14 | 94.60 ± 0.28 |   2 |\n"
-        "| All On       |      16 | 1.30        | 95.00        |   1 |\n"
-        "| Random       |      16 | 2.00 ± 1.41 | 95.00 ± 1.41 |   2 |\n"
-        "| Random       |      32 | 1.70        | 95.50        |   1 |"
+        "| group        | filters | params (M)  | test acc (%) | s.e. (%) |   n |\n"
+        "| ------------ | ------: | ----------- | ------------ | -------- | --: |\n"
+        "| One-Shot Top |      16 | 0.70 ± 0.14 | 94.60 ± 0.28 | 0.20     |   2 |\n"
+        "| All On       |      16 | 1.30        | 95.00        | —        |   1 |\n"
+        "| Random       |      16 | 2.00 ± 1.41 | 95.00 ± 1.41 | 1.00     |   2 |\n"
+        "| Random       |      32 | 1.70        | 95.50        | —        |   1 |"
     )
     assert table1(_runs()) == expected
 
@@ -326,6 +326,10 @@ def test_table1_rows_values():
     assert random16["test_acc_pct_mean"] == pytest.approx(95.0)
     assert random16["test_acc_pct_std"] == pytest.approx(math.sqrt(2.0))
     assert rows[1]["params_m_std"] is None and rows[1]["test_acc_pct_std"] is None
+    assert random16["test_acc_pct_se"] == pytest.approx(
+        math.sqrt(2.0) / math.sqrt(2)
+    )  # std / sqrt(n)
+    assert rows[1]["test_acc_pct_se"] is None
     no_filters = table1_rows([dict(group="Custom", params=2e6, test_acc=0.9)])
     assert no_filters[0]["filters"] is None
     assert "| Custom | —       |" in table1([dict(group="Custom", params=2e6, test_acc=0.9)])

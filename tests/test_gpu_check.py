@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.py --smoke: the GPU check's code paths at tiny sizes on the CPU, so the run
-on a lent GPU exercises nothing untested (issue 26)."""
+on a lent GPU exercises nothing untested."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["1. CUDA tests", "2. Throughput", "3. Real-data run", "4. Targets"]
+
+
+# one smoke run (about a minute on 2 cores) serves every test of this file
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

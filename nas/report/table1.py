@@ -1,8 +1,9 @@
 """The paper's Table 1 from finished stand-alone runs: `python -m nas.collect multirun/<dir>`.
 
 Table 1 reports mean ± *sample* standard deviation (ddof = 1, as numpy's `std(ddof=1)`) over the
-runs of a (group, filters) cell; a cell with a single run shows the mean alone, like the paper's
-"All On" row. The runs are the `result.json` files of `nas.report.runs`.
+runs of a (group, filters) cell, beside the standard error of the mean accuracy (std / sqrt(n)) and
+n, which a comparison of two groups needs; a cell with a single run shows the mean alone, like the
+paper's "All On" row. The runs are the `result.json` files of `nas.report.runs`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def table1_rows(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]
     """Table 1 as plain dicts (for CSV/JSON): one per (group, filters), params in M, accuracy in %.
 
     Keys: group, filters (None when not given), n, params_m_mean, params_m_std, test_acc_pct_mean,
-    test_acc_pct_std; the stds are sample stds and None when n = 1.
+    test_acc_pct_std, test_acc_pct_se; the stds are sample stds, the standard error std / sqrt(n)
+    (what a comparison of two groups' means needs), all None when n = 1.
     """
     cells: dict[tuple[str, int | None], list[tuple[float, float]]] = {}
     for i, row in enumerate(rows):
@@ -78,6 +80,7 @@ def table1_rows(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]
                 params_m_std=p_std,
                 test_acc_pct_mean=a_mean,
                 test_acc_pct_std=a_std,
+                test_acc_pct_se=None if a_std is None else a_std / math.sqrt(len(runs)),
             )
         )
     return out
@@ -88,13 +91,15 @@ def _pm(mean: float, std: float | None) -> str:
 
 
 def table1(rows: Sequence[Mapping[str, object]]) -> str:
-    """The paper's Table 1 in Markdown: per (group, filters) params (M), test acc (%) and n."""
+    """The paper's Table 1 in Markdown: per (group, filters) params (M), test acc (%) as mean ± std,
+    the standard error of that mean, and n."""
     lines = [
         {
             "group": r["group"],
             "filters": "—" if r["filters"] is None else r["filters"],
             "params (M)": _pm(r["params_m_mean"], r["params_m_std"]),
             "test acc (%)": _pm(r["test_acc_pct_mean"], r["test_acc_pct_std"]),
+            "s.e. (%)": "—" if r["test_acc_pct_se"] is None else f"{r['test_acc_pct_se']:.2f}",
             "n": r["n"],
         }
         for r in table1_rows(rows)
