@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nas.cli import run_cli, user_errors
-from nas.config import check_overrides_used, device_of
+from nas.config import check_overrides_used, command_line_overrides, device_of
 from nas.errors import check
 from nas.results.outputs import write_outputs
 from nas.search.checkpoint import load_for_search, scoring_dataset
@@ -86,12 +86,10 @@ def run(cfg: DictConfig) -> dict:
 def _dataset_given() -> bool:
     """Whether the command line chose the data (an experiment or a dataset setting); without
     either, a search scores on the data the checkpoint was trained on."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+    overrides = command_line_overrides()
+    if overrides is None:
         return True  # called from code: the config given is the one meant
-    keys = (o.lstrip("+~").partition("=")[0] for o in HydraConfig.get().overrides.task)
-    return any(k.split(".")[0].split("@")[0] in ("dataset", "experiment") for k in keys)
+    return any(group in ("dataset", "experiment") for *_, group in overrides)
 
 
 def _one_device(device: torch.device, devices) -> torch.device:

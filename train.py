@@ -25,11 +25,6 @@ from nas.report.runs import write_run_result
 OmegaConf.register_new_resolver("run_dir_for", run_dir_for, replace=True)
 
 
-def plain(node) -> dict:
-    """A config node as plain values (checkpoints stay loadable with safe loading)."""
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def train(cfg: DictConfig) -> float | None:
     """Instantiate data, model, callbacks, logger and trainer from `cfg`; fit, then test."""
     with user_errors():
@@ -52,7 +47,11 @@ def train(cfg: DictConfig) -> float | None:
             keep_csv_history(logger)
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*callbacks, RngStates(), DatasetRecord(plain(cfg.dataset))],
+            callbacks=[
+                *callbacks,
+                RngStates(),
+                DatasetRecord(OmegaConf.to_container(cfg.dataset, resolve=True)),
+            ],
             logger=logger,
             plugins=[AtomicCheckpointIO()],
         )

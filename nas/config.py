@@ -176,6 +176,21 @@ def device_of(accelerator: str, precision: str | int):
     return device, dtype
 
 
+def command_line_overrides() -> list[tuple[str, str, str, str]] | None:
+    """(override, key, value, group) of every command-line override of this Hydra run, e.g.
+    ("+model.lr=0.2", "model.lr", "0.2", "model"); None when called from code, not a command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    found = []
+    for override in HydraConfig.get().overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        key = key.split("@")[0]  # `group@package=option`: the group decides
+        found.append((override, key, value, re.split(r"[.\[]", key)[0]))
+    return found
+
+
 def check_overrides_used(
     script: str, ignored: Mapping[str, str], instead: Mapping[str, str] | None = None
 ) -> None:
@@ -185,15 +200,11 @@ def check_overrides_used(
     (`model=standalone`) or of any key under it (`model.lr=0.2`, `+model.x=1`) is refused, naming
     the key of `instead` that does what was meant where there is one.
     """
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():  # called from code, not from a command line
+    overrides = command_line_overrides()
+    if overrides is None:  # called from code, not from a command line
         return
     refused = []
-    for override in HydraConfig.get().overrides.task:
-        key, _, value = override.lstrip("+~").partition("=")
-        key = key.split("@")[0]  # `group@package=option`: the group decides
-        group = re.split(r"[.\[]", key)[0]
+    for override, key, value, group in overrides:
         if group not in ignored:
             continue
         what = f"the {group} group" if key == group else f"{group}.*"

@@ -16,6 +16,7 @@ from nas.results.complexity import SizeTable
 from nas.results.outputs import write_outputs
 from nas.results.store import ResultsStore
 from nas.spaces import Architecture
+from nas.spaces.interface import network_of
 
 
 def write_derived(
@@ -24,7 +25,7 @@ def write_derived(
     """Store `arch` with its one-shot `score`, then ranking, selections and `derived_arch.json`."""
     out.mkdir(parents=True, exist_ok=True)
     h = module.hparams
-    network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
+    network = network_of(h)
     shape = tuple(module.trainer.datamodule.val_split.images.shape[1:])
     params, macs = SizeTable(module.space, network, shape)(arch)
     row = {"arch": arch, "oneshot_acc": score, "params": params, "macs": macs}

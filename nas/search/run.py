@@ -33,6 +33,7 @@ from nas.search.evaluator import (
 from nas.search.setup import check_setup, evaluation_setup
 from nas.search.shards import shard_dir, shard_share
 from nas.search.strategies import build_strategy, strategy_name, strategy_settings
+from nas.spaces.interface import network_of
 
 
 def search(
@@ -70,9 +71,7 @@ def search(
     bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
     each architecture's child with BN statistics re-estimated on N fixed training batches (SPOS).
     """
-    strategy = dict(
-        strategy or {"_target_": "nas.search.strategies.RandomSearch", "name": "random"}
-    )
+    strategy = dict(strategy or {"_target_": "nas.search.strategies.RandomSearch"})
     space, h = module.space, module.hparams
     datamodule.setup("validate")
     check(
@@ -96,7 +95,7 @@ def search(
     )
     val = datamodule.val_split
     images = datamodule.normalize(val.images.to(device))
-    network = {k: h[k] for k in ("filters", "cells", "stages", "num_classes", "in_channels")}
+    network = network_of(h)
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
     labels = val.labels.to(device)
     setup = evaluation_setup(checkpoint_paths(checkpoint), dataset, val)

@@ -32,6 +32,14 @@ PathKey = (
 TRUNK: PathKey = ()
 
 
+NETWORK_KEYS = ("filters", "cells", "stages", "num_classes", "in_channels")
+
+
+def network_of(hparams: Mapping) -> dict:
+    """The network settings (`NETWORK_KEYS`) of a training module's hyperparameters."""
+    return {k: hparams[k] for k in NETWORK_KEYS}
+
+
 def network_config(
     filters: int, cells: int, stages: int, num_classes: int, in_channels: int
 ) -> dict:

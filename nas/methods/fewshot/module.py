@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from nas.errors import NasError, check
-from nas.methods.fewshot.routing import NETWORK, SubSupernets
+from nas.methods.fewshot.routing import SubSupernets
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler, build_sampler
 from nas.search.checkpoint import load_supernet_module
 from nas.spaces import SearchSpace, Weights, build_space
+from nas.spaces.interface import network_of
 
 
 class SplitSampler(Sampler):
@@ -162,8 +163,7 @@ class FewShotModule(OneShotModule):
             f"(fingerprint {module.space.fingerprint}), but this run's is {self.space.spec()} "
             f"(fingerprint {self.space.fingerprint}); pass the parent's search_space",
         )
-        theirs = {k: module.hparams[k] for k in NETWORK}
-        ours = {k: self.hparams[k] for k in NETWORK}
+        theirs, ours = network_of(module.hparams), network_of(self.hparams)
         check(
             theirs == ours,
             f"model.parent={parent!r} has network {theirs}, but this run's is {ours}; pass the "

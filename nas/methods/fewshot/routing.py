@@ -14,8 +14,7 @@ from typing import Any
 from nas.errors import check
 from nas.modules.method import Evaluator
 from nas.spaces.base import Architecture
-
-NETWORK = ("filters", "cells", "stages", "num_classes", "in_channels")  # equal in all of a split
+from nas.spaces.interface import network_of
 
 
 class RoutedEvaluator:
@@ -89,7 +88,7 @@ def check_split(modules: Sequence, names: Sequence[str] = ()) -> None:
             f"{name} has search space {module.space.spec()}, but {names[0]} has "
             f"{first.space.spec()}; search sub-supernets of one split",
         )
-        theirs, ours = ({k: m.hparams[k] for k in NETWORK} for m in (module, first))
+        theirs, ours = network_of(module.hparams), network_of(first.hparams)
         check(
             theirs == ours,
             f"{name} has network {theirs}, but {names[0]} has {ours}; search sub-supernets of "
