@@ -45,12 +45,13 @@ def train(cfg: DictConfig) -> float | None:
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
         if ckpt:
             keep_csv_history(logger)
+        dataset = OmegaConf.to_container(cfg.dataset, resolve=True)  # recorded with every result
         trainer = instantiate(
             cfg.trainer,
             callbacks=[
                 *callbacks,
                 RngStates(),
-                DatasetRecord(OmegaConf.to_container(cfg.dataset, resolve=True)),
+                DatasetRecord(dataset),
             ],
             logger=logger,
             plugins=[AtomicCheckpointIO()],
@@ -67,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
                 metrics.update(trainer.callback_metrics)
         finally:
             finish_wandb()
-        result = write_run_result(trainer, module, metrics, run_dir)
+        result = write_run_result(trainer, module, metrics, run_dir, dataset)
         return result.get("val_acc")
 
 

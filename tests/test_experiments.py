@@ -39,3 +39,6 @@ def test_cifar_oneshot_starts_with_paper_network(compose_train, tmp_path, monkey
     train.train(cfg)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["kind"] == "OneShotModule" and result["steps"] == 1 and "val_acc" in result
+    # the data it was trained on, for the reports' check that a truth and a store share it
+    assert result["dataset"]["_target_"] == cfg.dataset._target_
+    assert result["dataset"]["val_size"] == 40

@@ -66,7 +66,7 @@ def test_top_k_precision_overlap_and_regret_by_hand():
     assert top_k(oneshot, truth, 5)["precision"] == 1.0
 
 
-def _store_and_runs(tmp_path, n=8, unmatched=1):
+def _store_and_runs(tmp_path, n=8, unmatched=1, setup=None, run_dataset=None):
     space = NB201Space()
     archs = list(space.enumerate(limit=20000))[:n]
     store_path = tmp_path / "search" / "results.sqlite"
@@ -74,12 +74,48 @@ def _store_and_runs(tmp_path, n=8, unmatched=1):
     with ResultsStore(store_path, space=space) as store:
         for i, arch in enumerate(archs):
             store.add({"arch": arch, "oneshot_acc": 0.1 * i})
+        if setup is not None:
+            store.set_meta("evaluation", setup)
+            store.set_meta("settings", {"eval_batch_size": 256, "ghost_size": 32})
     for i, arch in enumerate([*archs, *list(space.enumerate(limit=20000))[-unmatched:]]):
         run = tmp_path / "multirun" / str(i)
         run.mkdir(parents=True)
         result = {"kind": "StandaloneModule", "arch_id": arch.id, "test_acc": 0.5 + 0.05 * (i % n)}
+        if run_dataset is not None and i:  # the first run: written before runs recorded their data
+            result["dataset"] = run_dataset
         (run / "result.json").write_text(json.dumps(result))
     return store_path
+
+
+FASHION = {"_target_": "nas.data.FashionMNISTDataModule", "data_dir": "/data/f", "val_size": 300}
+SETUP = {"checkpoint_sha256": "ab" * 32, "dataset": FASHION, "val_images": [300, 1, 28, 28]}
+
+
+def test_report_states_its_evaluation_setup_and_refuses_runs_on_other_data(tmp_path, capsys):
+    # retrained with other split sizes and batch size on the same images: counted
+    same = {**FASHION, "val_size": 0, "batch_size": 64}
+    store = _store_and_runs(tmp_path, setup=SETUP, run_dataset=same)
+    assert main(["--store", str(store), "--truth", str(tmp_path / "multirun")]) == 0
+    out, err = capsys.readouterr()
+    line = (
+        "Evaluation setup: FashionMNISTDataModule (/data/f), validation images 300x1x28x28, "
+        "checkpoint sha256 abababababab, eval_batch_size=256, ghost_size=32."
+    )
+    assert line in out and line in (tmp_path / "search/quality/quality.md").read_text()
+    assert "warning: 1 run(s) do not record their dataset" in err
+    # retrained on digits: refused, naming the run and both datasets, nothing written
+    other = tmp_path / "other"
+    other.mkdir()
+    digits = {"_target_": "nas.data.DigitsDataModule"}
+    _store_and_runs(other, setup=SETUP, run_dataset=digits)
+    assert (
+        main(["--store", str(store), "--truth", str(other / "multirun"), "--out", str(other / "q")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "was trained on other data than results store" in err
+    assert "_target_: 'nas.data.FashionMNISTDataModule' -> 'nas.data.DigitsDataModule'" in err
+    assert "data_dir: '/data/f' -> None" in err and not (other / "q").exists()
 
 
 def test_report_matches_runs_to_the_store_and_writes_its_files(tmp_path, capsys):

@@ -20,7 +20,7 @@ from nas.report.figures import plot_correlation
 from nas.report.quality import nb201
 from nas.report.runs import runs_truth
 from nas.report.stats import STATISTICS, ranking_quality
-from nas.report.stores import open_store
+from nas.report.stores import open_store, setup_line, store_setup
 from nas.spaces import Architecture
 
 LABELS = {"kendall_tau": "Kendall τ", "spearman": "Spearman ρ", "pearson": "Pearson r"}
@@ -44,14 +44,16 @@ def truth_of(
     where: str,
     metric: str = "test_acc",
     benchmark: Mapping | None = None,
+    dataset: Mapping | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """({arch id: truth}, unmatched) of the store's `rows`: unmatched runs, or for a benchmark
-    the stored architectures it has not evaluated. `benchmark`: dataset, metric, hp (nb201)."""
+    the stored architectures it has not evaluated. `benchmark`: dataset, metric, hp (nb201).
+    `dataset`: the store's scoring data; runs trained on other images are refused."""
     if is_benchmark(truth):
         archs = [Architecture.from_json(r["arch_json"], space) for r in rows]
         path = str(truth[0])[len(nb201.PREFIX) :]
         return nb201.benchmark_truth(archs, space, path, where, **dict(benchmark or {}))
-    return runs_truth(truth, {r["arch_id"] for r in rows}, metric)
+    return runs_truth(truth, {r["arch_id"] for r in rows}, metric, (dataset, where))
 
 
 def matched_pairs(
@@ -59,11 +61,13 @@ def matched_pairs(
     truth: Sequence[str],
     metric: str = "test_acc",
     benchmark: Mapping | None = None,
+    dataset: Mapping | None = None,
 ) -> tuple[list[str], list[float], list[float], list[str]]:
-    """(arch ids, one-shot scores, truth, unmatched): the store's architectures with a truth."""
+    """(arch ids, one-shot scores, truth, unmatched): the store's architectures with a truth;
+    `dataset`: the images the store was scored on (runs trained on others are refused)."""
     rows, space, _ = open_store(store_path)
     where = f"results store {str(store_path)!r}"
-    values, unmatched = truth_of(truth, rows, space, where, metric, benchmark)
+    values, unmatched = truth_of(truth, rows, space, where, metric, benchmark, dataset)
     scores = {r["arch_id"]: float(r["oneshot_acc"]) for r in rows}
     check(
         len(values) >= 2,
@@ -89,7 +93,9 @@ def quality_report(
 
     `truth`: stand-alone run directories, or `["nb201:<benchmark file>"]` with `benchmark` =
     {dataset, metric, hp} (nas.report.quality.nb201.lookup's defaults when empty)."""
-    ids, oneshot, values, unmatched = matched_pairs(store_path, truth, metric, benchmark)
+    setup, search_settings = store_setup(store_path)
+    dataset = (setup or {}).get("dataset")
+    ids, oneshot, values, unmatched = matched_pairs(store_path, truth, metric, benchmark, dataset)
     quality = ranking_quality(oneshot, values, ks, resamples, seed=seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +110,7 @@ def quality_report(
         source = {"metric": metric, "unmatched_runs": unmatched}
     report = {
         "store": str(store_path),
+        "setup": setup_line(setup, search_settings),
         "truth": [str(d) for d in truth],
         **source,
         **quality,
@@ -127,6 +134,7 @@ def markdown(report: dict) -> str:
         f"Ranking quality: {report['n']} architectures, one-shot score vs {report['metric']} "
         f"(bootstrap {level}% intervals, {report['resamples']} resamples)",
         "",
+        *([report["setup"], ""] if report.get("setup") else []),
         f"| statistic | value | {level}% interval |",
         "| --- | ---: | --- |",
     ]
