@@ -30,7 +30,7 @@ LAYERS = [
     },
     {"nas.spaces", "nas.samplers", "nas.data"},
     {"nas.modules"},
-    {"nas.results"},
+    {"nas.results", "nas.latency", "nas.proxies"},
     {"nas.search"},
     {"nas.methods"},
     {"nas.report"},

@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from nas.errors import NasError
 from nas.report.quality.cli import main
-from nas.report.stats import bootstrap_statistics, ranking_quality, top_k
+from nas.report.stats import bootstrap_statistics, percent_criteria, ranking_quality, top_k
 from nas.results.store import ResultsStore
 from nas.spaces.nb201 import NB201Space
 
@@ -64,6 +64,35 @@ def test_top_k_precision_overlap_and_regret_by_hand():
     }
     assert top_k(oneshot, truth, 2) == {"overlap": 1, "precision": 0.5, "regret": 0.0}
     assert top_k(oneshot, truth, 5)["precision"] == 1.0
+
+
+def test_ning_criteria_by_hand_and_against_brute_force():
+    oneshot = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    truth = [0.5, 0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.6, 0.0, 0.4]
+    # true ranks of the architectures in score order: 5, 1, 9, 2, 7, 3, 8, 4, 10, 6
+    at20 = percent_criteria(oneshot, truth, 20)  # 2 at each end
+    assert at20 == {
+        "count": 2,
+        "precision_top": 0.5,  # {5, 1} holds 1 of the true top 2
+        "precision_bottom": 0.5,  # {10, 6} holds 1 of the true bottom 2 {9, 10}
+        "best_rank": 0.1,
+        "worst_rank": 0.5,
+    }
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x, y = rng.normal(size=13), rng.normal(size=13)
+        for percent in (10, 30, 50, 100):
+            count = max(1, round(13 * percent / 100))
+            chosen = sorted(range(13), key=lambda i: -x[i])[:count]
+            low = sorted(range(13), key=lambda i: -x[i])[13 - count :]
+            ranks = {i: 1 + sum(y[j] > y[i] for j in range(13)) for i in range(13)}
+            got = percent_criteria(x, y, percent)
+            assert got["precision_top"] == sum(ranks[i] <= count for i in chosen) / count
+            assert got["precision_bottom"] == sum(ranks[i] > 13 - count for i in low) / count
+            assert got["best_rank"] == min(ranks[i] for i in chosen) / 13
+            assert got["worst_rank"] == max(ranks[i] for i in chosen) / 13
+    with pytest.raises(NasError, match=r"percent=0 must lie in \(0, 100\]"):
+        percent_criteria(oneshot, truth, 0)
 
 
 def _store_and_runs(tmp_path, n=8, unmatched=1, setup=None, run_dataset=None):
@@ -132,6 +161,11 @@ def test_report_matches_runs_to_the_store_and_writes_its_files(tmp_path, capsys)
     assert report["top"]["1"]["regret"] == 0.0
     assert (out / "quality.png").stat().st_size > 0
     assert "Kendall τ" in (out / "quality.md").read_text()
+    assert "| P@top 50% | 1.00 |" in (out / "quality.md").read_text()  # truth rises with the score
+    assert report["percent"]["10"] == {
+        "count": 1, "precision_top": 1.0, "precision_bottom": 1.0, "best_rank": 0.125,
+        "worst_rank": 0.125,
+    }  # fmt: skip
     assert "matched no architecture" in capsys.readouterr().out
 
 

@@ -11,6 +11,13 @@ replacement); and, for the top of the ranking, with k architectures chosen by on
 - overlap@k: how many of them are among the k best by truth;
 - precision@k: overlap@k / k;
 - regret@k: best truth overall minus the best truth among them (0: the search found the best).
+
+Ning et al. ("Evaluating Efficient Performance Estimators of Neural Architectures", NeurIPS 2021)
+judge the ends of a ranking by fractions K% of the n architectures (`percent_criteria`): with the
+top (bottom) K% by score chosen,
+- P@top K% (P@bottom K%): the fraction of them that are in the top (bottom) K% by truth;
+- BR@K% / WR@K%: the best / worst true rank among the chosen top K%, as a fraction of n
+  (1/n: the best architecture; lower is better).
 """
 
 from __future__ import annotations
@@ -213,6 +220,28 @@ def top_k(oneshot: Sequence[float], truth: Sequence[float], k: int) -> dict[str,
     }
 
 
+def percent_criteria(
+    oneshot: Sequence[float], truth: Sequence[float], percent: float
+) -> dict[str, float | int]:
+    """Ning et al.'s P@top/bottom K%, BR@K% and WR@K% (module docstring) for K = `percent`;
+    `count` architectures (K% of n, at least 1) at each end; ties broken by position."""
+    check(0 < percent <= 100, f"percent={percent!r} must lie in (0, 100], e.g. 10")
+    x, y = np.asarray(oneshot, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    n = len(x)
+    count = max(1, round(n * percent / 100))
+    by_score, by_truth = np.argsort(-x, kind="stable"), np.argsort(-y, kind="stable")
+    true_rank = np.empty(n, dtype=np.int64)
+    true_rank[by_truth] = np.arange(1, n + 1)  # 1: the best by truth
+    top, bottom = by_score[:count], by_score[n - count :]
+    return {
+        "count": count,
+        "precision_top": len(set(top.tolist()) & set(by_truth[:count].tolist())) / count,
+        "precision_bottom": len(set(bottom.tolist()) & set(by_truth[n - count :].tolist())) / count,
+        "best_rank": float(true_rank[top].min() / n),
+        "worst_rank": float(true_rank[top].max() / n),
+    }
+
+
 def ranking_quality(
     oneshot: Sequence[float],
     truth: Sequence[float],
@@ -220,6 +249,7 @@ def ranking_quality(
     resamples: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    percents: Sequence[float] = (10, 50),
 ) -> dict:
     """Every statistic of the module docstring, with `level` bootstrap intervals, as one dict."""
     check(0 < level < 1, f"level={level!r} must lie in (0, 1), e.g. 0.95")
@@ -239,4 +269,5 @@ def ranking_quality(
         )
         out[name] = {"value": point[name], "low": low, "high": high}
     out["top"] = {int(k): top_k(oneshot, truth, int(k)) for k in ks if int(k) <= out["n"]}
+    out["percent"] = {f"{p:g}": percent_criteria(oneshot, truth, p) for p in percents}
     return out

@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nb201-metric", default=nb201.DEFAULTS["metric"], help="nb201: metric")
     parser.add_argument("--nb201-hp", default=nb201.DEFAULTS["hp"], help="nb201: epochs, 12 or 200")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="top-k sizes")
+    parser.add_argument(
+        "--percent",
+        type=float,
+        nargs="+",
+        default=[10, 50],
+        help="K%% of the ranking's ends for Ning et al.'s P@top/bottom, BR and WR",
+    )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wandb", metavar="PROJECT", help="also log the table and figure to W&B")
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             args.resamples,
             args.seed,
             {"dataset": args.nb201_dataset, "metric": args.nb201_metric, "hp": args.nb201_hp},
+            args.percent,
         )
     except NasError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -88,6 +88,7 @@ def quality_report(
     resamples: int = 2000,
     seed: int = 0,
     benchmark: Mapping | None = None,
+    percents: Sequence[float] = (10, 50),
 ) -> dict:
     """Compute the report (nas.report.stats.ranking_quality) and write it; returns the JSON written.
 
@@ -96,7 +97,7 @@ def quality_report(
     setup, search_settings = store_setup(store_path)
     dataset = (setup or {}).get("dataset")
     ids, oneshot, values, unmatched = matched_pairs(store_path, truth, metric, benchmark, dataset)
-    quality = ranking_quality(oneshot, values, ks, resamples, seed=seed)
+    quality = ranking_quality(oneshot, values, ks, resamples, seed=seed, percents=percents)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_benchmark(truth):
@@ -146,6 +147,14 @@ def markdown(report: dict) -> str:
             f"| precision@{k} | {top['precision']:.2f} | overlap {top['overlap']} of {k} |"
         )
         lines.append(f"| regret@{k} | {top['regret']:.4f} | best truth minus best of the top {k} |")
+    for p, at in report.get("percent", {}).items():
+        of = f"{at['count']} of {report['n']}"
+        lines += [
+            f"| P@top {p}% | {at['precision_top']:.2f} | top {of} by score in the top {p}% by truth |",
+            f"| P@bottom {p}% | {at['precision_bottom']:.2f} | the same at the bottom |",
+            f"| BR@{p}% | {at['best_rank']:.3f} | best true rank among the top {of}, / n |",
+            f"| WR@{p}% | {at['worst_rank']:.3f} | worst true rank among them, / n |",
+        ]
     if report.get("unmatched_runs"):
         lines += [
             "",
