@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.cli import run_cli, user_errors
 from nas.config import check_overrides_used, command_line_overrides, device_of
+from nas.data.contract import check_datamodule
 from nas.errors import check
 from nas.results.outputs import write_outputs
 from nas.search.checkpoint import load_for_search, scoring_dataset
@@ -49,6 +50,7 @@ def run(cfg: DictConfig) -> dict:
         if warning:
             print(warning, file=sys.stderr)
         datamodule = hydra.utils.instantiate(dataset)
+        check_datamodule(datamodule, scoring=True)  # the in-memory validation split too
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
         store = search(
             module,

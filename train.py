@@ -19,6 +19,7 @@ from nas.checkpointing import (
 )
 from nas.cli import run_cli, user_errors
 from nas.config import build_callbacks, build_module, check_run_settings, check_settings
+from nas.data.contract import check_datamodule
 from nas.loggers import finish_wandb
 from nas.report.runs import write_run_result
 
@@ -35,6 +36,7 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
         check_settings(cfg.dataset, "dataset")
         datamodule = instantiate(cfg.dataset)
+        check_datamodule(datamodule)  # what the project reads from it (docs/datasets.md)
         module = build_module(
             cfg.model, cfg.search_space, cfg.get("arch"), datamodule, cfg.get("sampler")
         )

@@ -109,7 +109,10 @@ def test_bad_override_while_composing(tmp_path, capsys, overrides, fragment):
     )
     assert fragment in message
     if "imagenet7" in fragment:
-        assert "cifar10, cifar100, digits, fashion_mnist, ptb, shakespeare, synthetic" in message
+        assert (
+            "cifar10, cifar100, digits, fashion_mnist, image_folder, ptb, shakespeare, synthetic, "
+            "tensors" in message
+        )
 
 
 def test_standalone_without_arch(tmp_path, capsys):

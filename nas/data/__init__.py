@@ -13,9 +13,12 @@ from nas.data.batching import (
     channel_stats,
 )
 from nas.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from nas.data.contract import check_datamodule
 from nas.data.digits import DigitsDataModule
 from nas.data.fashion_mnist import FashionMNISTDataModule, read_idx
+from nas.data.image_folder import ImageFolderDataModule
 from nas.data.synthetic import SyntheticDataModule
+from nas.data.tensor_file import TensorFileDataModule
 
 DATAMODULES: dict[str, type[TensorImageDataModule]] = {
     "cifar10": CIFAR10DataModule,
@@ -23,6 +26,11 @@ DATAMODULES: dict[str, type[TensorImageDataModule]] = {
     "fashion_mnist": FashionMNISTDataModule,
     "digits": DigitsDataModule,
     "synthetic": SyntheticDataModule,
+}
+# The user's own data (a folder of images, a file of arrays): their root or path has no default.
+OWN_DATA: dict[str, type[TensorImageDataModule]] = {
+    "image_folder": ImageFolderDataModule,
+    "tensors": TensorFileDataModule,
 }
 
 __all__ = [
@@ -34,12 +42,16 @@ __all__ = [
     "ShardSampler",
     "ResumableLoader",
     "FashionMNISTDataModule",
+    "ImageFolderDataModule",
+    "OWN_DATA",
     "Split",
     "SyntheticDataModule",
     "TensorBatchDataset",
+    "TensorFileDataModule",
     "TensorImageDataModule",
     "augment",
     "channel_stats",
+    "check_datamodule",
     "read_idx",
     "split_off",
 ]
