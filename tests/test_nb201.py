@@ -202,3 +202,33 @@ def test_node_without_inputs_is_zeros(space):
         logits = net(_x(8, seed=2), space.encode([arch] * 2), 4)
         expected = net.classifier(torch.relu(net.final_bn.bias)).expand(8, -1)
     torch.testing.assert_close(logits, expected, **F64)
+
+
+def test_affine_free_search_cells_keep_the_trunk_and_children_as_the_benchmark(space):
+    """cell_bn_affine=False (the benchmark's search runs): no BN scale and shift in the cells'
+    ops, the trunk's BN unchanged; children are the benchmark's networks and, extracted with the
+    supernet's weights, compute its path."""
+    free = NB201Space(cell_bn_affine=False)
+    assert "cell_bn_affine" not in space.spec()  # specs written before the option read the same
+    again = build_space(free.spec())
+    assert again.cell_bn_affine is False and again.fingerprint == space.fingerprint
+    torch.manual_seed(0)
+    net = free.build_supernet(**SMALL).double()
+    norms = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    with torch.no_grad():
+        for m in norms.values():
+            if m.affine:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    assert all(m.affine == (".edges." not in n) for n, m in norms.items())
+    full = sum(p.numel() for p in space.build_supernet(**SMALL).parameters())
+    # every cell (one per stage at widths 4, 8, 16): 6 edges x 2 convolutions x (scale + shift)
+    assert full - sum(p.numel() for p in net.parameters()) == sum(6 * 2 * 2 * c for c in (4, 8, 16))
+    x = _x(6, seed=3)
+    for text in (RESNET_LIKE, ALL_CONV3):
+        arch = free.from_arch_string(text)
+        child = net.extract(arch, copy_weights=True).train()
+        assert sum(p.numel() for p in child.parameters()) == sum(
+            p.numel() for p in space.build_child(arch, **SMALL).parameters()
+        )
+        torch.testing.assert_close(child(x), net(x, free.encode([arch]), None), **F64)

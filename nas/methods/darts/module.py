@@ -1,13 +1,18 @@
 """DARTS (Liu et al., ICLR 2019): every path weighted by softmax(α), α learned by gradient descent.
 
 Every step: one Adam step on α with a validation minibatch, then one SGD step on the weights with a
-training minibatch, both on the supernet with path weights softmax(α) (all paths computed).
-`order=1` differentiates L_val(w, α) at the current weights. `order=2` differentiates the unrolled
-objective L_val(w', α) with w' = w - ξ (m + ∇_w L_train(w, α) + λ w) (ξ the current weight lr, m the
-momentum term, λ the decay), approximating its second-order term by finite differences:
+training minibatch (`model.step_order=weights_first`: the other way round), both on the supernet
+with path weights softmax(α) (all paths computed). `order=1` differentiates L_val(w, α) at the
+current weights (weights_first: those the step's weight step produced). `order=2` differentiates
+the unrolled objective L_val(w', α) with w' = w - ξ (m + ∇_w L_train(w, α) + λ w) (ξ the current
+weight lr, m the momentum term, λ the decay), approximating its second-order term by finite
+differences:
 
     ∇_α L_val(w', α) - ξ · (∇_α L_train(w⁺, α) - ∇_α L_train(w⁻, α)) / (2ε),
     w± = w ± ε ∇_w' L_val(w', α),   ε = `unrolled_eps` (0.01) / ‖∇_w' L_val(w', α)‖.
+
+The virtual step is plain momentum SGD also when the weights train with Nesterov (`model.nesterov`),
+as AutoDL-Projects' DARTS-V2 takes it for its NAS-Bench-201 search, which trains with Nesterov.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ class DARTSModule(AlphaModule):
             order in (1, 2), f"model.order={order!r} must be 1 or 2 (first- or second-order DARTS)"
         )
         check(unrolled_eps > 0, f"model.unrolled_eps={unrolled_eps!r} must be > 0 (DARTS: 0.01)")
+        check(
+            order == 1 or kwargs.get("step_order", "alpha_first") == "alpha_first",
+            f"model.order=2 with model.step_order={kwargs.get('step_order')!r}: second-order DARTS "
+            "unrolls the weight step that follows its α step; use model.step_order=alpha_first "
+            "(DARTS's code, AutoDL's DARTS-V2) or model.order=1",
+        )
         super().__init__(space, **kwargs)
 
     def eval_path_weights(self) -> Weights:

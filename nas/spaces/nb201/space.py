@@ -4,6 +4,13 @@ Node j (1..3) sums one op applied to every earlier node i; the edge from i to j 
 "{j}<-{i}", as the benchmark names it. With the benchmark's 5 ops there are 5^6 = 15625 cells; every
 cell of a network shares the one architecture. Architectures read and print as the benchmark's
 strings: node 1's inputs, then node 2's, then node 3's, each input as `op~i`.
+
+`cell_bn_affine=False` builds the supernet's searched cells with batch norm that learns no scale and
+shift, as the benchmark's own search runs (AutoDL-Projects `exps/NAS-Bench-201-algos/GDAS.py` and
+`DARTS-V1.py` build their search networks with `affine=False`); stem, reduction blocks and final BN
+keep theirs. Stand-alone children are the benchmark's networks either way. The architectures, and so
+the fingerprint, do not depend on it; `spec()` names it only when False, so every spec, checkpoint
+and results store written before the option existed reads as before.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ class NB201Space(SearchSpace):
 
     name = "nb201"
 
-    def __init__(self, ops: Sequence[str] = NB201_OPS):
+    def __init__(self, ops: Sequence[str] = NB201_OPS, cell_bn_affine: bool = True):
+        check(
+            isinstance(cell_bn_affine, bool),
+            f"search_space.cell_bn_affine={cell_bn_affine!r} must be true or false (the benchmark's "
+            "search runs: false, BN without learned scale and shift in the searched cells)",
+        )
         check(
             not isinstance(ops, str) and isinstance(ops, Sequence),
             f"search_space.ops={ops!r} must be a list of op names, e.g. {list(NB201_OPS)}",
@@ -39,11 +51,12 @@ class NB201Space(SearchSpace):
             len(ops) >= 1 and len(set(ops)) == len(ops),
             f"search_space.ops={list(ops)} must list at least one op, each once, e.g. {list(NB201_OPS)}",
         )
-        self.ops = ops
+        self.ops, self.cell_bn_affine = ops, cell_bn_affine
         super().__init__([Decision(edge, ops, min_k=1, max_k=1) for edge in EDGES])
 
     def spec(self) -> dict:
-        return {"name": self.name, "ops": list(self.ops)}
+        affine = {} if self.cell_bn_affine else {"cell_bn_affine": False}
+        return {"name": self.name, "ops": list(self.ops), **affine}
 
     def to_arch_string(self, arch: Architecture) -> str:
         """The benchmark's string of `arch`, e.g. `|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|...|`."""
