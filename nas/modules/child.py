@@ -64,7 +64,7 @@ class StandaloneModule(ClassifierModule):
         self.hparams["arch_id"] = architecture.id
         self.hparams["group"] = group or _group_from_name(arch)
         self.arch = architecture
-        self.net = architecture.space.build_child(
+        self.net = self.build_network(
             architecture,
             filters=filters,
             cells=cells,
@@ -76,6 +76,11 @@ class StandaloneModule(ClassifierModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.num_params = sum(p.numel() for p in self.net.parameters())
         self._init_metrics(num_classes)
+
+    def build_network(self, arch: Architecture, **network) -> torch.nn.Module:
+        """The network trained: the space's stand-alone child (a subclass may build another, e.g.
+        ENAS's final-mode networks; its own settings are in `self.hparams` by now)."""
+        return arch.space.build_child(arch, **network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:

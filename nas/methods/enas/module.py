@@ -27,6 +27,7 @@ from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.enas.controller import Controller
 from nas.methods.enas.reinforce import Reinforce
+from nas.methods.enas.schedule import check_warm_restarts, sgd_warm_restarts
 from nas.modules.supernet import OneShotModule
 from nas.samplers.base import Sampler
 from nas.spaces import SearchSpace, Weights, build_space
@@ -92,18 +93,12 @@ class ENASModule(OneShotModule):
             ("controller_steps", controller_steps, 0),
             ("controller_aggregate", controller_aggregate, 1),
             ("reward_batch_size", reward_batch_size, 1),
-            ("restart_period", restart_period, 1),
-            ("restart_mult", restart_mult, 1),
         ):
             check(
                 isinstance(value, int) and value >= low,
                 f"model.{key}={value!r} must be an integer >= {low}",
             )
-        lr = settings["lr"]
-        check(
-            0 <= lr_min < lr,
-            f"model.lr_min={lr_min!r} must lie in [0, model.lr={lr}) (the code: 5e-4 to 1e-3)",
-        )
+        check_warm_restarts(settings["lr"], lr_min, restart_period, restart_mult)
         # its initial weights and its sampling draw from two streams of controller_seed
         init_seed = int(np.random.SeedSequence([controller_seed, 1]).generate_state(1)[0])
         policy = Controller(space, **{"seed": init_seed, **controller})
@@ -184,16 +179,16 @@ class ENASModule(OneShotModule):
     def configure_optimizers(self):
         """SGD (Nesterov) on the shared weights; cosine with warm restarts per epoch (T0, T_mult)."""
         h = self.hparams
-        optimizer = torch.optim.SGD(
-            self.supernet.parameters(), lr=h.lr, momentum=h.momentum, nesterov=h.nesterov
+        return sgd_warm_restarts(
+            self.supernet.parameters(),
+            h.lr,
+            h.momentum,
+            h.nesterov,
+            0.0,  # the masked L2 of the training step is the decay
+            h.lr_min,
+            h.restart_period,
+            h.restart_mult,
         )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=h.restart_period, T_mult=h.restart_mult, eta_min=h.lr_min
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
 
     def own_generators(self) -> dict[str, tuple[torch.Generator, int]]:
         # each DDP process samples its own architectures and reward minibatches

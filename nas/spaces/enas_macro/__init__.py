@@ -2,8 +2,25 @@
 
 from nas.spaces.base import register_space
 from nas.spaces.enas_macro.network import EnasMacroChild, EnasMacroSupernet, pool_layers
-from nas.spaces.enas_macro.space import MACRO_OPS, EnasMacroSpace
+from nas.spaces.enas_macro.space import (
+    AUTHORS_MACRO_OPS,
+    MACRO_OPS,
+    WIRINGS,
+    EnasMacroSpace,
+    format_arc,
+    parse_arc,
+)
 
 register_space(EnasMacroSpace, EnasMacroSupernet, EnasMacroChild)
 
-__all__ = ["MACRO_OPS", "EnasMacroChild", "EnasMacroSpace", "EnasMacroSupernet", "pool_layers"]
+__all__ = [
+    "AUTHORS_MACRO_OPS",
+    "MACRO_OPS",
+    "WIRINGS",
+    "EnasMacroChild",
+    "EnasMacroSpace",
+    "EnasMacroSupernet",
+    "format_arc",
+    "parse_arc",
+    "pool_layers",
+]

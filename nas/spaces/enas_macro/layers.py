@@ -64,16 +64,22 @@ class MacroLayer(nn.Module):
     """h = BN(Σ_ops w_o · op_o(h_prev) + Σ_skips w_j · h_j); the BN is always on (trunk).
 
     Skips hold no parameters; in the supernet their weights multiply h_j (identity paths, run
-    densely). A row with no op and no skip on gets BN(0).
+    densely). A row with no op and no skip on gets BN(0). `norm=False` (layer 0 of the authors'
+    wiring, which has no skips) leaves the BN out: h = Σ_ops w_o · op_o(h_prev).
     """
 
     def __init__(
-        self, channels: int, ops: Sequence[str], skips: Sequence[str], ghost: bool
+        self,
+        channels: int,
+        ops: Sequence[str],
+        skips: Sequence[str],
+        ghost: bool,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         self.op_names, self.skip_names = tuple(ops), tuple(skips)
         self.ops = nn.ModuleDict({op: make_op(op, channels, ghost) for op in ops})
-        self.bn = make_norm(channels, ghost)
+        self.bn = make_norm(channels, ghost) if norm else None
 
     def forward(
         self,
@@ -104,4 +110,4 @@ class MacroLayer(nn.Module):
         )
         terms = [t for t in (out, skip) if t is not None]
         total = sum(terms[1:], terms[0]) if terms else torch.zeros_like(h_prev)
-        return self.bn(total, ghost)
+        return self.bn(total, ghost) if self.bn is not None else total

@@ -2,15 +2,18 @@
 
 The search-mode wiring of the ENAS code (`general_child.py`, whole channels): a stem Conv3x3-BN, then
 L layers at `filters` channels. Layer i runs its op on layer i-1's output (layer 0: on the stem's) and
-adds the outputs of the layers it skips to, then BN:
+adds the outputs it skips to (`EnasMacroSpace.skip_options`: the stem among them in the authors'
+wiring), then BN:
 
     h_i = BN(op_i(h_{i-1}) + Σ_{j in skip_i} h_j)
 
-After each layer p of `pool_layers(L, stages)` every stored output h_0..h_p is replaced by a
-factorized reduction of itself (stride 2, the channels stay `filters`). Head: global average pool,
-dropout, linear. The ops and the layer are in `layers.py`. A child is the same wiring restricted to its op and skips; supernet and child name
-their submodules identically, so a child's state_dict is a subset of the supernet's and
-`extract(arch, copy_weights=True)` is a copy.
+(the authors' wiring, as their code: layer 0 without the BN, h_0 = op_0(stem)). After each layer p
+of `pool_layers(L, stages)` every stored output (h_0..h_p, and the stem in the authors' wiring) is
+replaced by a factorized reduction of itself (stride 2, the channels stay `filters`). Head: global
+average pool, dropout, linear. The ops and the layer are in `layers.py`; the final-mode network
+the authors retrain is `final.py`. A child is the same wiring restricted to its op and skips;
+supernet and child name their submodules identically, so a child's state_dict is a subset of the
+supernet's and `extract(arch, copy_weights=True)` is a copy.
 
 Shapes: images [N, C, H, W]; weights[decision] is [G, k] with G = number of ghost batches (or 1).
 """
@@ -28,7 +31,7 @@ from nas.ops import FactorizedReduction, make_norm
 from nas.routing import Ghost, PathWeights
 from nas.spaces.base import Architecture
 from nas.spaces.enas_macro.layers import MacroLayer
-from nas.spaces.enas_macro.space import EnasMacroSpace
+from nas.spaces.enas_macro.space import STEM, EnasMacroSpace
 from nas.spaces.interface import ChildBase, PathKey, SupernetBase, network_config
 
 
@@ -37,17 +40,28 @@ def pool_layers(layers: int, stages: int) -> list[int]:
     return [s * layers // stages - 1 for s in range(1, stages)]
 
 
+def stored_outputs(space: EnasMacroSpace, p: int) -> list[str]:
+    """The outputs stored after layer p, those a later layer may skip to (and its input, h_p)."""
+    return ([STEM] if space.wiring == "authors" else []) + [f"layer{j}" for j in range(p + 1)]
+
+
 def reductions_used(
-    layers: int, pools: Sequence[int], skips_to: Callable[[int, int], bool]
-) -> set[tuple[int, int]]:
-    """The reductions (p, j) a network needs: h_j is read after layer p (j == p: the next layer's
-    input) or some later layer i > p skips to j (`skips_to(i, j)`)."""
+    space: EnasMacroSpace, pools: Sequence[int], skips_to: Callable[[int, str], bool]
+) -> set[tuple[int, str]]:
+    """The reductions (p, name) a network needs: output `name` is read after layer p (h_p: the
+    next layer's input) or some later layer i > p skips to it (`skips_to(i, name)`)."""
     return {
-        (p, j)
+        (p, name)
         for p in pools
-        for j in range(p + 1)
-        if j == p or any(skips_to(i, j) for i in range(p + 1, layers))
+        for name in stored_outputs(space, p)
+        if name == f"layer{p}" or any(skips_to(i, name) for i in range(p + 1, space.layers))
     }
+
+
+def reduction_path(p: int, name: str) -> PathKey:
+    """The path key of the reduction of output `name` after layer p: ("reduce", p, j) for layer j,
+    ("reduce", p, "stem") for the stem."""
+    return ("reduce", p, name if name == STEM else int(name.removeprefix("layer")))
 
 
 class _MacroLayers:
@@ -58,7 +72,7 @@ class _MacroLayers:
         space: EnasMacroSpace,
         layer_ops: Sequence[Sequence[str]],
         layer_skips: Sequence[Sequence[str]],
-        reductions: set[tuple[int, int]] | None,
+        reductions: set[tuple[int, str]] | None,
         ghost: bool,
         filters: int,
         cells: int,
@@ -67,7 +81,7 @@ class _MacroLayers:
         in_channels: int,
         dropout: float,
     ) -> dict:
-        """Build the modules; `reductions` None: every (p, j). Returns the network config."""
+        """Build the modules; `reductions` None: every (p, name). Returns the network config."""
         config = network_config(filters, cells, stages, num_classes, in_channels)
         check(
             cells == space.layers,
@@ -93,17 +107,19 @@ class _MacroLayers:
         self.dropout = float(dropout)
         self.stem = nn.Conv2d(in_channels, filters, 3, padding=1, bias=False)
         self.stem_bn = make_norm(filters, ghost)
+        self.store_stem = space.wiring == "authors"
         self.layers = nn.ModuleList(
-            MacroLayer(filters, ops, skips, ghost)
-            for ops, skips in zip(layer_ops, layer_skips, strict=True)
+            # the authors' code: layer 0 has no BN of its own (no skips to add)
+            MacroLayer(filters, ops, skips, ghost, norm=i > 0 or not self.store_stem)
+            for i, (ops, skips) in enumerate(zip(layer_ops, layer_skips, strict=True))
         )
         self.reduce = nn.ModuleDict()
         for p in self.pool_layers:
             self.reduce[f"after{p}"] = nn.ModuleDict(
                 {
-                    f"layer{j}": FactorizedReduction(filters, ghost=ghost)
-                    for j in range(p + 1)
-                    if reductions is None or (p, j) in reductions
+                    name: FactorizedReduction(filters, ghost=ghost)
+                    for name in stored_outputs(space, p)
+                    if reductions is None or (p, name) in reductions
                 }
             )
         self.classifier = nn.Linear(filters, num_classes)
@@ -115,11 +131,11 @@ class _MacroLayers:
         ghost: Ghost = None,
         routed: Mapping[str, PathWeights] | None = None,
         dense: bool = False,
-        reductions: set[tuple[int, int]] | None = None,
+        reductions: set[tuple[int, str]] | None = None,
     ) -> torch.Tensor:
-        """Logits; `reductions`: the (p, j) to compute (None: every one built)."""
+        """Logits; `reductions`: the (p, name) to compute (None: every one built)."""
         h = self.stem_bn(self.stem(x), ghost)
-        stored: dict[str, torch.Tensor] = {}
+        stored: dict[str, torch.Tensor] = {STEM: h} if self.store_stem else {}
         for i, layer in enumerate(self.layers):
             op_w = routed[f"layer{i}/op"] if routed is not None else None
             skip_w = routed[f"layer{i}/skip"] if routed is not None and i else None
@@ -127,9 +143,8 @@ class _MacroLayers:
             stored[f"layer{i}"] = h
             if i in self.pool_layers:
                 built = self.reduce[f"after{i}"]
-                for j in range(i + 1):
-                    name = f"layer{j}"
-                    if name in built and (reductions is None or (i, j) in reductions):
+                for name in list(stored):
+                    if name in built and (reductions is None or (i, name) in reductions):
                         stored[name] = built[name](stored[name], ghost)
                     else:  # never read again
                         stored.pop(name, None)
@@ -141,8 +156,8 @@ class _MacroLayers:
 class EnasMacroSupernet(SupernetBase, _MacroLayers):
     """Every op of every layer and every skip; `forward(x, weights, ghost)` computes the weighted sum.
 
-    Paths: `(layer{i}/op, op)` for every op of every layer, and the derived `("reduce", p, j)` for
-    the factorized reduction of h_j after layer p (used where h_j is read later). Skips hold no
+    Paths: `(layer{i}/op, op)` for every op of every layer, and the derived `reduction_path(p, name)`
+    for the factorized reduction of an output after layer p (used where it is read later). Skips hold no
     parameters. The trunk is the stem, the layers' BNs and the classifier.
     """
 
@@ -161,7 +176,7 @@ class EnasMacroSupernet(SupernetBase, _MacroLayers):
             f"EnasMacroSupernet needs the enas_macro space, got {getattr(space, 'name', space)!r}",
         )
         super().__init__(space, {})
-        skips = [space.decision(f"layer{i}/skip").options if i else () for i in range(space.layers)]
+        skips = [space.skip_options(i) if i else () for i in range(space.layers)]
         self.config = self._build_layers(
             space,
             [space.ops] * space.layers,
@@ -180,7 +195,7 @@ class EnasMacroSupernet(SupernetBase, _MacroLayers):
                 self.declare_path((f"layer{i}/op", op), module)
         for p in self.pool_layers:
             for name, module in self.reduce[f"after{p}"].items():
-                self.declare_path(("reduce", p, int(name.removeprefix("layer"))), module)
+                self.declare_path(reduction_path(p, name), module)
 
     def forward(
         self,
@@ -199,14 +214,14 @@ class EnasMacroSupernet(SupernetBase, _MacroLayers):
         layout, routed = self.route(x, weights, ghost)
         layout.prepare(rows for w in routed.values() for rows in w.rows.values())
         needed = reductions_used(
-            self.space.layers,
+            self.space,
             self.pool_layers,
-            lambda i, j: f"layer{j}" in routed[f"layer{i}/skip"].rows,  # some ghost batch skips
+            lambda i, name: name in routed[f"layer{i}/skip"].rows,  # some ghost batch skips
         )
         return self._run_layers(x, layout.ghost, routed, dense, needed)
 
     def path_usage(self, weights: Mapping[str, torch.Tensor]) -> dict[PathKey, torch.Tensor]:
-        """Ops where their weight is non-zero; reduction (p, j) where h_j is read after layer p."""
+        """Ops where their weight is non-zero; a reduction after layer p where its output is read."""
         on = {d.name: (weights[d.name].detach() != 0).float() for d in self.space.decisions}
         usage: dict[PathKey, torch.Tensor] = {}
         for i in range(self.space.layers):
@@ -215,21 +230,21 @@ class EnasMacroSupernet(SupernetBase, _MacroLayers):
         rows = max(w.shape[0] for w in on.values())
         always = on["layer0/op"].new_ones(rows)
         for p in self.pool_layers:
-            for j in range(p + 1):
-                used = always if j == p else always.new_zeros(1)
+            for name in stored_outputs(self.space, p):
+                used = always if name == f"layer{p}" else always.new_zeros(1)
                 for i in range(p + 1, self.space.layers):
-                    used = torch.maximum(used, on[f"layer{i}/skip"][:, j])
-                usage["reduce", p, j] = used
+                    options = self.space.skip_options(i)
+                    if name in options:  # the authors' wiring: layer i never skips to h_{i-1}
+                        used = torch.maximum(used, on[f"layer{i}/skip"][:, options.index(name)])
+                usage[reduction_path(p, name)] = used
         return usage
 
     def paths_used(self, arch: Architecture) -> set[PathKey]:
         used = super().paths_used(arch)
         return used | {
-            ("reduce", p, j)
-            for p, j in reductions_used(
-                self.space.layers,
-                self.pool_layers,
-                lambda i, j: f"layer{j}" in arch[f"layer{i}/skip"],
+            reduction_path(p, name)
+            for p, name in reductions_used(
+                self.space, self.pool_layers, lambda i, name: name in arch[f"layer{i}/skip"]
             )
         }
 
@@ -254,7 +269,7 @@ class EnasMacroChild(ChildBase, _MacroLayers):
         layers = range(space.layers)
         skips = [arch[f"layer{i}/skip"] if i else () for i in layers]
         pools = pool_layers(cells, stages) if cells == space.layers and stages <= cells else []
-        used = reductions_used(space.layers, pools, lambda i, j: f"layer{j}" in skips[i])
+        used = reductions_used(space, pools, lambda i, name: name in skips[i])
         self.config = self._build_layers(
             space,
             [arch[f"layer{i}/op"] for i in layers],

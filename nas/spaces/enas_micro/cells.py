@@ -30,12 +30,12 @@ KERNELS = {"sep3x3": 3, "sep5x5": 5}
 
 
 class SepUnit(nn.Module):
-    """ReLU -> depthwise k x k -> pointwise 1x1 -> BN (the authors' order)."""
+    """ReLU -> depthwise k x k (at `stride`) -> pointwise 1x1 -> BN (the authors' order)."""
 
-    def __init__(self, channels: int, kernel: int, ghost: bool):
+    def __init__(self, channels: int, kernel: int, ghost: bool, stride: int = 1):
         super().__init__()
         self.depthwise = nn.Conv2d(
-            channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False
+            channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False
         )
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn = make_norm(channels, ghost)
@@ -45,11 +45,13 @@ class SepUnit(nn.Module):
 
 
 class SepConv(nn.Module):
-    """Two `SepUnit`s: the authors' separable-convolution op."""
+    """Two `SepUnit`s, the first at `stride`: the authors' separable-convolution op."""
 
-    def __init__(self, channels: int, kernel: int, ghost: bool):
+    def __init__(self, channels: int, kernel: int, ghost: bool, stride: int = 1):
         super().__init__()
-        self.units = nn.ModuleList(SepUnit(channels, kernel, ghost) for _ in range(2))
+        self.units = nn.ModuleList(
+            SepUnit(channels, kernel, ghost, stride if i == 0 else 1) for i in range(2)
+        )
 
     def forward(self, x: torch.Tensor, ghost: Ghost = None) -> torch.Tensor:
         for unit in self.units:

@@ -92,3 +92,69 @@ def loose_ends(arch: Architecture, cell: str) -> tuple[int, ...]:
     )
     used = {chosen_input(arch, cell, n, s) for n in range(2, space.num_nodes) for s in SLOTS}
     return tuple(k for k in range(space.num_nodes) if k not in used)
+
+
+def parse_arc(space: EnasMicroSpace, arc: str | Sequence[int]) -> Architecture:
+    """The architecture of an arc in the authors' format (`--child_fixed_arc`): the normal cell,
+    then the reduction cell, each node n = 2.. as (input a, op a, input b, op b), op ids in the
+    authors' order (MICRO_OPS, or its first ops)."""
+    _check_authors_ops(space)
+    if isinstance(arc, str):
+        words = arc.replace(",", " ").split()
+        check(
+            all(w.lstrip("-").isdigit() for w in words),
+            f"arc {arc[:80]!r} must be integers separated by spaces, as in the authors' scripts",
+        )
+        arc = [int(w) for w in words]
+    ids = [int(v) for v in arc]
+    per_cell = 4 * (space.num_nodes - 2)
+    check(
+        len(ids) == 2 * per_cell,
+        f"arc has {len(ids)} numbers; cells of {space.num_nodes} nodes take {2 * per_cell} (per "
+        f"cell and node: input, op, input, op); set search_space.nodes to len(arc) / 8 + 2",
+    )
+    choices, at = {}, 0
+    for cell in CELLS:
+        for n in range(2, space.num_nodes):
+            for s in SLOTS:
+                j, op = ids[at], ids[at + 1]
+                check(
+                    0 <= j < n,
+                    f"arc: {cell} node {n} slot {s} reads node {j}; a node reads nodes 0..{n - 1}",
+                )
+                check(
+                    0 <= op < len(space.ops),
+                    f"arc: {cell} node {n} slot {s} has op id {op}, not one of "
+                    f"0..{len(space.ops) - 1} ({list(space.ops)})",
+                )
+                choices[f"{cell}/node{n}/in_{s}"] = [f"{cell}/{j}"]
+                choices[f"{cell}/node{n}/op_{s}"] = [space.ops[op]]
+                at += 2
+    return space.architecture(choices)
+
+
+def format_arc(arch: Architecture) -> str:
+    """`arch` in the authors' format (the inverse of `parse_arc`)."""
+    space = arch.space
+    _check_authors_ops(space)
+    ids = []
+    for cell in CELLS:
+        for n in range(2, space.num_nodes):
+            for s in SLOTS:
+                ids += [
+                    chosen_input(arch, cell, n, s),
+                    space.ops.index(arch[f"{cell}/node{n}/op_{s}"][0]),
+                ]
+    return " ".join(map(str, ids))
+
+
+def _check_authors_ops(space: SearchSpace) -> None:
+    check(
+        isinstance(space, EnasMicroSpace),
+        f"an arc in the authors' micro format needs the enas_micro space, got {space.name!r}",
+    )
+    check(
+        space.ops == MICRO_OPS[: len(space.ops)],
+        f"an arc in the authors' format numbers the ops {list(MICRO_OPS)}; the space's ops "
+        f"{list(space.ops)} are in another order: use the default search_space.ops",
+    )
