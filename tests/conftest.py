@@ -92,7 +92,7 @@ def randomized_supernet(space, network: dict, dtype=torch.float64):
     net = space.build_supernet(**network).to(dtype)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d) and m.affine:  # affine-free: nothing to set
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
     return net

@@ -84,7 +84,9 @@ def test_presets_are_the_released_bayesnas_cells_and_the_yaml_files():
     assert _by_node(released.edges["reduce"]) == reduce
     from hydra.utils import instantiate
 
-    for name, expected in (("darts_cell", DartsCellSpace()), ("bayesnas_cell", released)):
+    # darts_cell builds DARTS's search network, bayesnas_cell the BayesNAS one
+    assert (DartsCellSpace.darts().network, released.network) == ("darts", "bayesnas")
+    for name, expected in (("darts_cell", DartsCellSpace.darts()), ("bayesnas_cell", released)):
         space = instantiate(OmegaConf.load(ROOT / f"conf/search_space/{name}.yaml"))
         assert space.fingerprint == expected.fingerprint and space.spec() == expected.spec()
 

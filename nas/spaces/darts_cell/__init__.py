@@ -6,6 +6,7 @@ from nas.spaces.darts_cell.space import (
     BAYESNAS_EDGES,
     BAYESNAS_OPS,
     DARTS_EDGES,
+    NETWORKS,
     DartsCellSpace,
     dense_edges,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "BAYESNAS_EDGES",
     "BAYESNAS_OPS",
     "DARTS_EDGES",
+    "NETWORKS",
     "DartsCellChild",
     "DartsCellSpace",
     "DartsCellSupernet",

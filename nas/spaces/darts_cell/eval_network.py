@@ -8,7 +8,10 @@ cell), and node j sums the ops on its incoming edges; the cell outputs the conca
 intermediate nodes. Ops are ReLU-first (DARTS's operations.py): sepK = [ReLU -> depthwise KxK ->
 pointwise 1x1 -> BN] x 2, dilK = ReLU -> depthwise KxK of dilation 2 -> pointwise 1x1 -> BN, 3x3
 max / average pooling (no BN, average over valid pixels), identity (FactorizedReduce at stride 2).
-In a reduction cell, ops reading the cell inputs have stride 2.
+In a reduction cell, ops reading the cell inputs have stride 2. These are the ops of DARTS's search
+network (`darts_ops.py`, `search_space.network=darts`) with the same kernels, strides, dilations,
+groups and channels, as in the DARTS code: only their BN is affine here (affine-free in the search
+network) and the search network's BN after a pool is absent.
 
 Drop-path (training only): every op output but an identity's is zeroed per example with
 probability `drop_prob` (and scaled by 1 / (1 - drop_prob)); the training module sets `drop_prob`

@@ -12,6 +12,12 @@ text (the DARTS code can `eval` it); `from_genotype` reads it back with a small 
 one edge with two ops. Within a node `to_genotype` orders the pairs by input index, then by the
 space's op order (DARTS orders them by strength, which an architecture does not keep), so a string
 round-trips exactly up to the order of the two pairs of a node.
+
+The op names are DARTS's modules. A space of DARTS's search network (`network="darts"`, as
+`search_space=darts_cell`) searched exactly those: `DartsEvalNetwork` retrains the same ops
+(tests/test_darts_search_network.py). In a space of the BayesNAS network (`network="bayesnas"`)
+dil3x3 / dil5x5 are full convolutions and a reduction cell's ops follow a strided 1x1, so its
+genotype names DARTS's depthwise, stride-2 ops rather than the ones searched.
 """
 
 from __future__ import annotations

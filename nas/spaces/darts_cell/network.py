@@ -1,12 +1,18 @@
 """DARTS-like cell networks: the supernet holding every op on every edge of both cells, and children.
 
-Skeleton (the BayesNAS search network's, with a configurable depth): stem Conv 3x3 -> BN at 3C
-channels, C = `model.filters`; `model.stages` stages of `model.cells / model.stages` normal cells at
-C, 2C, 4C, ... channels and, between consecutive stages, a reduction cell at the next stage's width.
-Every cell takes the outputs of the two previous layers (h-1 = "in0", h-2 = "in1") and first brings
-each to its width and resolution with BN -> ReLU -> Conv 1x1, of stride 2 where the input has twice
-the cell's resolution (the h-2 input of the cell after a reduction cell, and both inputs of a
-reduction cell, which then runs at stride 1). Head: BN -> ReLU -> global average pool -> linear.
+Two network styles, chosen by the space (`search_space.network`): "darts", DARTS's search network
+(`darts_network.py`, the DARTS and GDAS experiments), and "bayesnas", the BayesNAS search network
+(this file; every darts_cell checkpoint written before the option existed). Both share the cells'
+DAG, the decisions, the path declarations and the node sums (`nodes.py`).
+
+The BayesNAS style. Skeleton (the BayesNAS search network's, with a configurable depth): stem Conv
+3x3 -> BN at 3C channels, C = `model.filters`; `model.stages` stages of `model.cells / model.stages`
+normal cells at C, 2C, 4C, ... channels and, between consecutive stages, a reduction cell at the
+next stage's width. Every cell takes the outputs of the two previous layers (h-1 = "in0", h-2 =
+"in1") and first brings each to its width and resolution with BN -> ReLU -> Conv 1x1, of stride 2
+where the input has twice the cell's resolution (the h-2 input of the cell after a reduction cell,
+and both inputs of a reduction cell, which then runs at stride 1). Head: BN -> ReLU -> global
+average pool -> linear.
 
 Inside a cell, node j = Σ over its edges "j<-i" of Σ_k w[edge][k] · op_k(node i), zeros when no op
 of its edges is on; the output is the channel concatenation of the intermediate nodes. Ops are
@@ -28,8 +34,10 @@ from torch import nn
 
 from nas.errors import check
 from nas.ops import BNReLUConv, Identity, Pool, SepConvPair, make_norm
-from nas.routing import Ghost, PathWeights, masked_sum
+from nas.routing import Ghost, PathWeights
 from nas.spaces.base import Architecture
+from nas.spaces.darts_cell.darts_network import DartsSearchLayers
+from nas.spaces.darts_cell.nodes import run_nodes
 from nas.spaces.darts_cell.space import CELLS, INPUTS, DartsCellSpace, parse_edge
 from nas.spaces.interface import ChildBase, SupernetBase, network_config
 
@@ -102,27 +110,14 @@ class DartsCell(nn.Module):
         """h1, h2: the outputs of the previous two layers; routed: edge -> PathWeights (supernet)."""
         inputs = zip(INPUTS, self.preprocess, (h1, h2), strict=True)
         states = {name: p(h, ghost) for name, p, h in inputs}
-        for j in range(self.nodes):
-            terms = []
-            for edge in self.incoming[j]:
-                ops, h = self.edges[edge], states[parse_edge(edge)[0]]
-                term = masked_sum(
-                    tuple(ops),
-                    lambda name, inp, g, ops=ops: ops[name](inp, g),
-                    lambda name, h=h: h,
-                    routed[f"{self.kind}/{edge}"] if routed is not None else None,
-                    lambda name, ops=ops: getattr(ops[name], "cheap", False),  # identity, pools
-                    dense,
-                    ghost,
-                )
-                if term is not None:
-                    terms.append(term)
-            states[str(j)] = sum(terms[1:], terms[0]) if terms else torch.zeros_like(states["in0"])
-        return torch.cat([states[str(j)] for j in range(self.nodes)], dim=1)
+        return run_nodes(
+            self, states, lambda: torch.zeros_like(states["in0"]), ghost, routed, dense
+        )
 
 
-class _DartsLayers:
-    """Stem, cells and head: built and run alike by supernet and child."""
+class _DartsLayers(DartsSearchLayers):
+    """Stem, cells and head of the space's network style: built and run alike by supernet and
+    child (DARTS's search network: `darts_network.py`)."""
 
     def _build_layers(
         self,
@@ -140,8 +135,14 @@ class _DartsLayers:
             cells % stages == 0,
             f"model.cells={cells} must be a multiple of model.stages={stages}: the network puts the "
             f"same number of normal cells in every stage, with a reduction cell between stages "
-            f"(the BayesNAS search network: cells=6, stages=3)",
+            f"(the DARTS and BayesNAS search networks: cells=6, stages=3)",
         )
+        self.style = self.space.network  # set by SupernetBase / ChildBase before the layers
+        if self.style == "darts":
+            self._build_darts_layers(
+                cell_ops, nodes, ghost, filters, cells, stages, num_classes, in_channels
+            )
+            return config
         self.stem = nn.Conv2d(in_channels, 3 * filters, 3, padding=1, bias=False)
         self.stem_bn = make_norm(3 * filters, ghost)
         self.cells = nn.ModuleList()
@@ -166,6 +167,8 @@ class _DartsLayers:
         routed: Mapping[str, PathWeights] | None = None,
         dense: bool = False,
     ) -> torch.Tensor:
+        if self.style == "darts":
+            return self._run_darts_layers(x, ghost, routed, dense)
         h1 = h2 = self.stem_bn(self.stem(x), ghost)
         for cell in self.cells:
             h1, h2 = cell(h1, h2, ghost, routed, dense), h1
@@ -176,9 +179,9 @@ class _DartsLayers:
 class DartsCellSupernet(SupernetBase, _DartsLayers):
     """Every op on every edge of both cell types, in every cell.
 
-    Paths: `("{cell}/{edge}", op)` for every op with weights (sep, dil) in every cell of that type;
-    pooling and identity hold none. The trunk: stem, the cells' input preprocessing, final BN and
-    classifier.
+    Paths: `("{cell}/{edge}", op)` for every op with weights in every cell of that type (sep, dil;
+    in the DARTS style also identity at stride 2, a FactorizedReduce); pooling and identity hold
+    none. The trunk: stem, the cells' input preprocessing, final BN (BayesNAS style) and classifier.
     """
 
     def __init__(
@@ -199,11 +202,22 @@ class DartsCellSupernet(SupernetBase, _DartsLayers):
         self.config = self._build_layers(
             cell_ops, space.num_nodes, True, filters, cells, stages, num_classes, in_channels
         )
+        seen = dict.fromkeys(CELLS, 0)
         for cell in self.cells:
+            cell.copy, seen[cell.kind] = seen[cell.kind], seen[cell.kind] + 1  # per-cell weights
             for edge, ops in cell.edges.items():
                 for op, module in ops.items():
                     if any(True for _ in module.parameters()):
                         self.declare_path((f"{cell.kind}/{edge}", op), module)
+        self._cells_of_kind = seen
+
+    def cells_per_decision(self) -> dict[str, int]:
+        """Every cell of a type is weighed apart: decision "{cell}/{edge}" has one per cell."""
+        return {
+            f"{cell}/{edge}": max(self._cells_of_kind[cell], 1)  # a type without cells: 1, unread
+            for cell in CELLS
+            for edge in self.space.edges[cell]
+        }
 
 
 class DartsCellChild(ChildBase, _DartsLayers):

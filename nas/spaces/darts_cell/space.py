@@ -13,6 +13,14 @@ both architectures of the space, which has 2^(ops · edges) of them.
 Presets: `DARTS_EDGES`, every earlier node into every intermediate node (Liu et al., ICLR 2019: 14
 edges for 4 nodes), the default; `BAYESNAS_EDGES`, the 8-edge cells of the BayesNAS code
 (`DartsCellSpace.bayesnas()`).
+
+`network` picks the network built on the cells (`NETWORKS`): "darts", DARTS's search network
+(ReLU-conv-BN ops with affine-free BN, depthwise dilated convs, stride-2 ops in reduction cells;
+`darts_network.py`), or "bayesnas", the BayesNAS search network (BN-ReLU-conv ops, full dilated
+convs, a strided 1x1 before reduction cells; `network.py`). The architectures, and so the
+fingerprint, are the same for both. A spec without `network` (every darts_cell checkpoint, results
+store and architecture file written before the option existed) means "bayesnas", so `spec()`
+leaves the key out for it: those files still load, and their architecture ids are unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ from nas.spaces.darts_cell.dag import CELLS, INPUTS, NAME, parse_edge
 from nas.spaces.darts_cell.genotype import from_genotype, to_genotype
 
 BAYESNAS_OPS = ("sep3x3", "sep5x5", "dil3x3", "dil5x5", "maxpool3x3", "avgpool3x3", "identity")
+NETWORKS = {
+    "darts": "DARTS's search network (Liu et al., ICLR 2019; the DARTS and GDAS experiments)",
+    "bayesnas": "the BayesNAS search network (Zhou et al., ICML 2019; search_space=bayesnas_cell)",
+}
+OLD_NETWORK = "bayesnas"  # the network of a spec that names none (written before the option)
 
 
 def dense_edges(nodes: int) -> tuple[str, ...]:
@@ -119,7 +132,13 @@ class DartsCellSpace(SearchSpace):
         edges: Sequence[str] | None = None,
         reduce_edges: Sequence[str] | None = None,
         nodes: int = 4,
+        network: str = OLD_NETWORK,
     ):
+        check(
+            network in NETWORKS,
+            f"search_space.network={network!r} is unknown; choose "
+            + " or ".join(f"{k!r} ({v})" for k, v in NETWORKS.items()),
+        )
         check(
             isinstance(nodes, int) and not isinstance(nodes, bool) and nodes >= 1,
             f"search_space.nodes={nodes!r} must be an integer >= 1: the intermediate nodes of a "
@@ -141,7 +160,7 @@ class DartsCellSpace(SearchSpace):
             f"search_space.ops={list(ops)} must list at least one op, each once, "
             f"e.g. {list(BAYESNAS_OPS)}",
         )
-        self.num_nodes, self.ops = nodes, ops
+        self.num_nodes, self.ops, self.network = nodes, ops, network
         normal = dense_edges(nodes) if edges is None else _check_edges(edges, nodes, "edges")
         reduce = (
             normal if reduce_edges is None else _check_edges(reduce_edges, nodes, "reduce_edges")
@@ -157,13 +176,16 @@ class DartsCellSpace(SearchSpace):
 
     @classmethod
     def bayesnas(cls, ops: Sequence[str] = BAYESNAS_OPS) -> DartsCellSpace:
-        """The 8-edge cells of the BayesNAS code (`BAYESNAS_EDGES`)."""
-        return cls(ops, BAYESNAS_EDGES["normal"], BAYESNAS_EDGES["reduce"], 4)
+        """The 8-edge cells of the BayesNAS code (`BAYESNAS_EDGES`), its network."""
+        return cls(ops, BAYESNAS_EDGES["normal"], BAYESNAS_EDGES["reduce"], 4, "bayesnas")
 
     @classmethod
-    def darts(cls, ops: Sequence[str] = BAYESNAS_OPS, nodes: int = 4) -> DartsCellSpace:
-        """Every earlier node into every intermediate node (the DARTS DAG; the default)."""
-        return cls(ops, None, None, nodes)
+    def darts(
+        cls, ops: Sequence[str] = BAYESNAS_OPS, nodes: int = 4, network: str = "darts"
+    ) -> DartsCellSpace:
+        """Every earlier node into every intermediate node (the DARTS DAG; the default edges) and
+        DARTS's search network: `search_space=darts_cell`."""
+        return cls(ops, None, None, nodes, network)
 
     def to_genotype(self, arch: Architecture) -> str:
         """DARTS's genotype text of `arch` (see `nas.spaces.darts_cell.genotype`)."""
@@ -184,6 +206,7 @@ class DartsCellSpace(SearchSpace):
             "edges": list(self.edges["normal"]),
             "reduce_edges": list(self.edges["reduce"]),
             "nodes": self.num_nodes,
+            **({} if self.network == OLD_NETWORK else {"network": self.network}),
         }
 
     def derive(
