@@ -12,7 +12,7 @@ PIP_FLAGS := -q -c constraints.txt
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,nb201,cluster]'
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,nb201,cluster,export]'
 	touch $@
 
 setup: $(VENV)/.installed
