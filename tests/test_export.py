@@ -175,6 +175,7 @@ def trained_run(run: Path, arch_file: Path):
     (run / ".hydra").mkdir()
     OmegaConf.save(task, run / ".hydra" / "config.yaml")
     raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert raw["module_class"] == "nas.modules.child.StandaloneModule"  # found without its run
     hparams = {k: v for k, v in raw["hyper_parameters"].items() if k not in ("arch_id",)}
     module = StandaloneModule(**hparams)
     module.load_state_dict(raw["state_dict"])

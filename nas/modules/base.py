@@ -15,6 +15,11 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # which class wrote it, so a checkpoint copied out of its run still says how to load it
+        # (python -m nas.export); the method modules record their method as well
+        checkpoint.setdefault("module_class", f"{type(self).__module__}.{type(self).__qualname__}")
+
     def eval_logits(self, x, batch_idx: int):
         """Logits of a validation or test batch."""
         return self(x)
