@@ -1,6 +1,7 @@
 """Samplers: uniform single paths (SPOS) and strict fairness (FairNAS) against their definitions.
 
-Path dropout has its own measured-rate tests in test_dropout.py.
+Path dropout has its own measured-rate tests in test_dropout.py; FairNAS's step (its m models' loss
+and decay) against m separate backward passes in test_fairnas.py.
 """
 
 from __future__ import annotations
@@ -86,34 +87,6 @@ def test_fair_with_shorter_decisions_cycles_through_fresh_permutations():
 def test_fair_refuses_multi_choice_decisions_clearly(small_space):
     with pytest.raises(NasError, match=r"sampler=fair needs .*block0/inputs.*sampler=uniform"):
         OneShotModule(small_space, FairSampler(), filters=4, cells=2, stages=2)
-
-
-def test_fair_update_equals_the_sum_of_the_models_gradients(nb201):
-    """One packed step of m models = the sum of m separate single-model steps (float64)."""
-    torch.manual_seed(0)
-    network = {"filters": 4, "cells": 2, "stages": 2, "num_classes": 5, "ghost_size": 4}
-    module = OneShotModule(nb201, FairSampler(), l2=1e-2, **network).double()
-    x = torch.randn(8, 3, 8, 8, dtype=torch.float64)
-    y = torch.randint(0, 5, (8,))
-    state = module.mask_generator.get_state()
-    module.sampled_loss(x, y, 0.0)["loss"].backward()
-    packed = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
-
-    module.zero_grad()
-    module.mask_generator.set_state(state)
-    weights = FairSampler().sample(nb201, 2, 0.0, module.mask_generator)
-    for model in range(5):
-        single = {k: w[2 * model : 2 * model + 2] for k, w in weights.items()}
-        logits = module.supernet(x, single, 4)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        (loss + 0.5e-2 * module.supernet.l2_penalty(single)).backward()
-    summed = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
-    assert packed.keys() == summed.keys()
-    for name in packed:
-        torch.testing.assert_close(packed[name], summed[name], rtol=1e-9, atol=1e-12)
-    # every op of every edge was trained: each conv path got a gradient
-    paths = module.supernet.parameter_paths()
-    assert {paths[n.removeprefix("supernet.")] for n in packed} == set(paths.values())
 
 
 def test_samplers_round_trip_through_their_spec():

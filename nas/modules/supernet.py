@@ -146,7 +146,8 @@ class OneShotModule(MethodModule, ClassifierModule):
         self.process_generators.seed(self)
 
     def sampled_loss(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> dict:
-        """Loss of one step on (x, y) with freshly sampled path weights, summed over the step's models.
+        """Loss of one step on (x, y) with freshly sampled path weights, over the step's models as
+        the sampler's `loss_terms` combine them.
 
         Returns {"loss", "ce" (mean per model), "l2", "logits", "targets"} (logits and targets of
         every model, the batch repeated once per model).
@@ -160,13 +161,15 @@ class OneShotModule(MethodModule, ClassifierModule):
             x, y = x.repeat(copies, 1, 1, 1), y.repeat(copies)
         logits = self.supernet(x, weights, ghost)
         ce = F.cross_entropy(logits, y)
+        # several models: the sampler says how their losses combine (FairNAS: cross-entropies
+        # summed, the masked L2 once per step over the paths they use, not once per model)
+        terms = self.sampler.loss_terms(self.space, weights)
         l2 = (
-            self.supernet.l2_penalty(weights)
+            self.supernet.l2_penalty(terms.decayed)
             if self.hparams.l2
             else torch.zeros((), device=x.device)
         )
-        # summed over the models of the step: the update gets the sum of their gradients
-        loss = copies * (ce + 0.5 * self.hparams.l2 * l2)
+        loss = terms.ce_scale * ce + terms.l2_scale * 0.5 * self.hparams.l2 * l2
         return {"loss": loss, "ce": ce, "l2": l2, "logits": logits, "targets": y}
 
     def training_step(self, batch, batch_idx):

@@ -3,15 +3,18 @@
 A sampler draws, for a batch cut into `ghosts` ghost batches, one row of path weights per ghost batch
 and decision. A sampler that trains several models on the same batch in one step (FairNAS) returns
 `copies(space) * ghosts` rows: the training module repeats the batch that many times, each copy a
-separate run of ghost batches, and sums the copies' losses, so one optimizer update gets the sum of
-the models' gradients. Samplers keep no random state of their own: they draw from the generator they
-are given (the training module's, saved in its checkpoints).
+separate run of ghost batches, and `loss_terms` says how the step's loss is made of them: by
+default the models' cross-entropies summed, so one optimizer update gets the sum of the models'
+gradients, and the masked L2 once per step over every path the step's models use (an optimizer's
+weight decay, applied once per update), not once per model. Samplers keep no random state of their
+own: they draw from the generator they are given (the training module's, saved in its checkpoints).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 
@@ -19,6 +22,15 @@ from nas.errors import check
 from nas.spaces.base import SearchSpace, Weights
 
 SAMPLERS: dict[str, type[Sampler]] = {}  # name -> class, filled as sampler modules are imported
+
+
+class LossTerms(NamedTuple):
+    """How one step's loss is made: `ce_scale` x the mean cross-entropy over all its rows (every
+    model's examples) + `l2_scale` x the masked L2 of the path weights `decayed`."""
+
+    ce_scale: float
+    decayed: Weights
+    l2_scale: float
 
 
 class Sampler:
@@ -44,6 +56,13 @@ class Sampler:
     def check_space(self, space: SearchSpace) -> None:
         """Stop with a clear message if this sampler cannot work on `space`."""
 
+    def loss_terms(self, space: SearchSpace, weights: Weights) -> LossTerms:
+        """The step's loss from the rows `weights` this sampler drew: the models' cross-entropies
+        summed (the mean over all rows x copies) and the masked L2 once, over the paths any of the
+        step's models uses (one model per step: the plain loss, cross-entropy + masked L2)."""
+        copies = self.copies(space)
+        return LossTerms(float(copies), once_per_step(weights, copies), 1.0)
+
     def spec(self) -> dict:
         """Plain-value settings (saved in checkpoints; `build_sampler(spec)` rebuilds the sampler)."""
         return {"name": self.name}
@@ -55,6 +74,21 @@ class Sampler:
     def metrics(self, progress: float) -> dict[str, float]:
         """Values worth logging at `progress` (e.g. the current drop probability)."""
         return {}
+
+
+def once_per_step(weights: Weights, copies: int) -> Weights:
+    """The rows of one copy's ghost batches, a path on where any of the `copies` models uses it.
+
+    `weights` holds `copies` runs of ghost batches, copy-major (model i on rows i*G ... i*G+G-1). Their
+    masked L2 decays every path the step trains once, as an optimizer's weight decay does in one
+    update: the shared trunk once, not once per model.
+    """
+    if copies == 1:
+        return weights
+    return {
+        name: w.ne(0).view(copies, -1, w.shape[-1]).any(0).to(w.dtype)
+        for name, w in weights.items()
+    }
 
 
 def fixed_architectures(space: SearchSpace, ghosts: int, seed: int) -> Weights:

@@ -24,7 +24,7 @@ import torch
 from nas.errors import NasError, check
 from nas.methods.fewshot.routing import SubSupernets
 from nas.modules.supernet import OneShotModule
-from nas.samplers.base import Sampler, build_sampler
+from nas.samplers.base import LossTerms, Sampler, build_sampler
 from nas.search.checkpoint import load_supernet_module
 from nas.spaces import SearchSpace, Weights, build_space
 from nas.spaces.interface import network_of
@@ -84,6 +84,9 @@ class SplitSampler(Sampler):
 
     def copies(self, space: SearchSpace) -> int:
         return self.sampler.copies(space)
+
+    def loss_terms(self, space: SearchSpace, weights: Weights) -> LossTerms:
+        return self.sampler.loss_terms(space, weights)  # e.g. FairNAS's sum of its m models
 
     def metrics(self, progress: float) -> dict[str, float]:
         return self.sampler.metrics(progress)
