@@ -255,7 +255,10 @@ def test_standalone_checkpoint_given_to_search(tmp_path, capsys, runs):
         "search", ["experiment=smoke", f"ckpt={ckpt}", f"out_dir={tmp_path}"], tmp_path
     )
     message = _one_line_error(capsys, lambda: search.run(cfg))
-    assert "is not a one-shot supernet checkpoint" in message and str(ckpt) in message
+    assert message == (
+        f"checkpoint {str(ckpt)!r} holds a nas.modules.child.StandaloneModule, not a supernet; "
+        "search needs a supernet checkpoint"
+    )
 
 
 def _copy_run(run: Path, tmp_path: Path) -> Path:
