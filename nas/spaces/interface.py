@@ -3,8 +3,10 @@
 A supernet holds every path of its space. It is called as `forward(x, weights, ghost)`: for every
 decision, `weights[decision]` is a float tensor [G, k] with one row per ghost batch (or one row for
 all). 0/1 rows are masks; real-valued rows are multiplied into the paths' outputs and carry gradients
-to whatever produced them. A path whose weight is exactly 0 in a ghost batch is not computed there
-(so that weight gets no gradient through it); the result equals the dense weighted sum.
+to whatever produced them. A network that weighs the cells holding a decision's paths one by one
+(`cells_per_decision`) also takes [cells, G, k] for it: one set of rows per cell. A path whose
+weight is exactly 0 in a ghost batch is not computed there (so that weight gets no gradient
+through it); the result equals the dense weighted sum.
 
 Every parameter belongs to exactly one *path* or to the always-on trunk (path key `()`), declared by
 the network while it is built (`declare_path`), never guessed from module names. Masked L2, parameter
@@ -130,8 +132,21 @@ class SupernetBase(nn.Module):
         """Every declared path, in declaration order (no trunk)."""
         return list(dict.fromkeys(key for key, _ in self._declared))
 
+    def path_modules(self) -> list[tuple[PathKey, nn.Module]]:
+        """Every declared (path, module) pair, in declaration order (the latency table times them)."""
+        return list(self._declared)
+
+    def cells_per_decision(self) -> dict[str, int]:
+        """How many cells holding each decision's paths the network weighs one by one, when given
+        weights [cells, G, k] for it (BayesNAS's per-cell switches); 1: it takes one weight for all
+        of them ([G, k] only). Networks that route per cell override it."""
+        return {d.name: 1 for d in self.space.decisions}
+
     def path_usage(self, weights: Mapping[str, torch.Tensor]) -> dict[PathKey, torch.Tensor]:
-        used = {d.name: (weights[d.name].detach() != 0).float() for d in self.space.decisions}
+        # per-cell weights: a path (the same key in every cell) is used where any cell uses it
+        used = {
+            d.name: _any_cell(weights[d.name].detach() != 0).float() for d in self.space.decisions
+        }
         index = {d.name: {o: j for j, o in enumerate(d.options)} for d in self.space.decisions}
         return {key: used[key[0]][:, index[key[0]][key[1]]] for key in self.path_keys()}
 
@@ -183,21 +198,54 @@ class SupernetBase(nn.Module):
         only on the ghost batches that use it; both give the same result.
         """
         layout, routed = self.route(x, weights, ghost)
-        layout.prepare(rows for w in routed.values() for rows in w.rows.values())
+        every = [w for r in routed.values() for w in (r if isinstance(r, tuple) else (r,))]
+        layout.prepare(rows for w in every for rows in w.rows.values())
         return self._run_layers(x, layout.ghost, routed, dense)
 
     def route(
         self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None, ghost
-    ) -> tuple[GhostLayout, dict[str, PathWeights]]:
-        """The ghost layout of `x` and every decision's `PathWeights` (all-on when None)."""
+    ) -> tuple[GhostLayout, dict[str, PathWeights | tuple[PathWeights, ...]]]:
+        """The ghost layout of `x` and every decision's `PathWeights` (all-on when None); a tuple
+        of them, one per cell, for weights given per cell ([cells, G, k])."""
         layout = GhostLayout(x.shape[0], ghost, x.device)
         if weights is None:
             weights = self.space.full_masks(1)
-        self.space.check_weights(weights, layout.count)
-        routed = PathWeights.for_decisions(
-            {d.name: (d.options, weights[d.name]) for d in self.space.decisions}, layout
+        given = self._cells_given(weights)
+        weights = {n: w[0] if given.get(n) == 1 else w for n, w in weights.items()}
+        cells = {n: count for n, count in given.items() if count > 1}  # routed one by one
+        self.space.check_weights(
+            {n: w[0] if n in cells else w for n, w in weights.items()}, layout.count
         )
-        return layout, routed
+        flat = {
+            (d.name, c): (d.options, weights[d.name][c] if d.name in cells else weights[d.name])
+            for d in self.space.decisions
+            for c in range(cells.get(d.name, 1))
+        }
+        routed = PathWeights.for_decisions(flat, layout)  # one host copy for every cell's weights
+        return layout, {
+            d.name: tuple(routed[d.name, c] for c in range(cells[d.name]))
+            if d.name in cells
+            else routed[d.name, 0]
+            for d in self.space.decisions
+        }
+
+    def _cells_given(self, weights: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """{decision: cells} of the weights given per cell ([cells, G, k]), checked."""
+        given = {
+            n: w.shape[0]
+            for n, w in weights.items()
+            if isinstance(w, torch.Tensor) and w.dim() == 3
+        }
+        if given:
+            cells = self.cells_per_decision()
+            for name, count in given.items():
+                check(
+                    count == cells.get(name),
+                    f"path weights {name!r} have shape {tuple(weights[name].shape)}, rows for "
+                    f"{count} cells, but {type(self).__name__} weighs {cells.get(name, 0)} cell(s) "
+                    "of it apart; pass [rows, k] (one weight for all its cells)",
+                )
+        return given
 
     # -- children -----------------------------------------------------------------------------
     def extract(self, arch: Architecture, copy_weights: bool = False) -> nn.Module:
@@ -210,6 +258,11 @@ class SupernetBase(nn.Module):
             own, wanted = self.state_dict(), child.state_dict()
             child.load_state_dict({k: own.get(k, v) for k, v in wanted.items()})
         return child
+
+
+def _any_cell(used: torch.Tensor) -> torch.Tensor:
+    """[G, k] use of a decision's paths: per-cell use [cells, G, k] reduced over the cells."""
+    return used.any(0) if used.dim() == 3 else used
 
 
 class ChildBase(nn.Module):

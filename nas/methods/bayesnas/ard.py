@@ -1,19 +1,20 @@
 """Hierarchical automatic relevance determination (HARD) of switches, as BayesNAS updates it.
 
-Each switch s_i (a scalar multiplying a path, or a channel group) has a Gaussian prior N(0, γ_i).
-Training minimises the data loss plus the re-weighted group lasso Σ_i λ_i · ω_i · |s_i|; after it,
-one Laplace step updates, element-wise (Zhou et al. 2019, as in the authors' `Algorithm.update`):
+Switches come in groups: group g holds the copies s_g of one path's switch (one per cell of a type,
+as the authors' code keeps them; a group of one for a switch that stands alone). Each group has a
+Gaussian prior N(0, γ_g) on its switches. Training minimises the data loss plus the re-weighted
+group lasso Σ_g λ_g · ω_g · ‖s_g‖₂; after it, one Laplace step updates (Zhou et al. 2019, as in the
+authors' `Algorithm.update`), for every switch i of group g:
 
-    Ĥ_i = H_i / λ_i                       (H: diagonal Hessian of the data loss w.r.t. s)
-    C_i = (1/γ_i + Ĥ_i)^-1                (posterior variance)
-    ω_i = sqrt(|1/γ_i - C_i/γ_i²|)        (new lasso weight, from the old γ; computed as the equal
-                                           sqrt(Ĥ_i / (1 + γ_i Ĥ_i)), which stays exact for small γ)
-    γ_i = |s_i| / ω_i                     (new prior variance; 0 where Ĥ_i = 0: no evidence)
-    γ_child = (1/γ_child + 1/γ_parent)^-1 (hierarchy: an edge's switch governs its ops' switches)
+    Ĥ_i = H_i / λ_g                        (H: diagonal Hessian of the data loss w.r.t. s)
+    C_i = (1/γ_g + Ĥ_i)^-1                 (posterior variance)
+    ω_g = sqrt(Σ_i∈g |1/γ_g - C_i/γ_g²|)   (new lasso weight, from the old γ; computed as the equal
+                                            sqrt(Σ_i Ĥ_i / (1 + γ_g Ĥ_i)), exact for small γ)
+    γ_g = ‖s_g‖₂ / ω_g                     (new prior variance; 0 where Σ_i Ĥ_i = 0: no evidence)
+    γ_child = (1/γ_child + 1/γ_parent)^-1  (hierarchy of groups: an edge governs its ops)
 
-A group of several switches would use ‖s_g‖₂ and Σ over the group in ω; here every switch is its own
-group (a switch is one scalar shared by all cells of a type, where the authors keep one copy per
-cell and group the copies). γ → 0 means irrelevant: paths are pruned by γ, not by |s|.
+A group of one is the element-wise form: ‖s_g‖₂ = |s_i|, ω_g = sqrt(Ĥ_i / (1 + γ_g Ĥ_i)).
+γ → 0 means irrelevant: paths are pruned by γ, not by |s|.
 
 The diagonal Hessian comes from `ggn_diagonal` (Gauss-Newton: exact where the logits are linear in
 the switches; never negative) or `hutchinson_diagonal` (an unbiased estimate of the true Hessian's
@@ -31,33 +32,64 @@ from nas.errors import check
 
 
 class HierarchicalARD(nn.Module):
-    """The prior state (γ, ω, C, H) of `len(lambdas)` switches; `parents[i]` is i's parent or -1."""
+    """The prior state of `len(lambdas)` switch groups: γ, ω per group; C, H per switch.
 
-    def __init__(self, lambdas: Sequence[float], parents: Sequence[int]):
+    `parents[g]` is group g's parent group or -1; `groups[i]` is the group of switch i (default:
+    every switch its own group, in order). Only γ, ω, C, H and the count of updates are state:
+    `groups` follows from the arguments, so checkpoints written before groups existed still load.
+    """
+
+    def __init__(
+        self,
+        lambdas: Sequence[float],
+        parents: Sequence[int],
+        groups: Sequence[int] | None = None,
+    ):
         super().__init__()
         n = len(lambdas)
-        check(n >= 1 and len(parents) == n, "HierarchicalARD: one lambda and one parent per switch")
+        check(n >= 1 and len(parents) == n, "HierarchicalARD: one lambda and one parent per group")
         check(
             all(float(v) > 0 for v in lambdas),
             f"every lambda must be > 0 (the paper: 0.005, 0.007, 0.01), got {sorted(set(lambdas))}",
         )
         check(
             all(p == -1 or (0 <= p < n and parents[p] == -1) for p in parents),
-            "HierarchicalARD: a parent must be a switch without a parent (two levels: edge, op)",
+            "HierarchicalARD: a parent must be a group without a parent (two levels: edge, op)",
         )
+        groups = list(range(n)) if groups is None else [int(g) for g in groups]
+        check(
+            set(groups) == set(range(n)),
+            f"HierarchicalARD: every switch's group must be one of 0..{n - 1} and every group "
+            f"must hold a switch, got groups {sorted(set(groups))}",
+        )
+        self.singletons = groups == list(range(n))  # the element-wise form: one switch per group
         self.register_buffer("lambdas", torch.tensor([float(v) for v in lambdas]))
         self.register_buffer("parents", torch.tensor(list(parents), dtype=torch.long))
+        self.register_buffer("groups", torch.tensor(groups, dtype=torch.long), persistent=False)
         # γ = ω = 1 before the first update (ours: the code draws them from U[0, 1))
         self.register_buffer("gamma", torch.ones(n))
         self.register_buffer("omega", torch.ones(n))
-        self.register_buffer("variance", torch.zeros(n))  # C, after an update
-        self.register_buffer("hessian", torch.zeros(n))  # H of the last update
+        self.register_buffer("variance", torch.zeros(len(groups)))  # C, after an update
+        self.register_buffer("hessian", torch.zeros(len(groups)))  # H of the last update
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
+    def group_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ over the switches of each group: [switches] -> [groups]."""
+        return values.new_zeros(len(self.gamma)).index_add(0, self.groups, values)
+
+    def group_norms(self, switches: torch.Tensor) -> torch.Tensor:
+        """‖s_g‖₂ of every group (|s_i| for groups of one); its gradient is 0 where s_g = 0."""
+        if self.singletons:
+            return switches.abs()
+        squares = self.group_sum(switches.square())
+        # sqrt's gradient is infinite at 0: take it only where the group is not all zero
+        on = squares > 0
+        return torch.where(on, torch.where(on, squares, 1.0).sqrt(), 0.0)
+
     def penalty(self, switches: torch.Tensor) -> torch.Tensor:
-        """Σ λ_i ω_i |s_i|: the re-weighted group lasso of the current switches."""
+        """Σ_g λ_g ω_g ‖s_g‖₂: the re-weighted group lasso of the current switches."""
         weights = (self.lambdas * self.omega).to(switches.dtype)
-        return (weights * switches.abs()).sum()
+        return (weights * self.group_norms(switches)).sum()
 
     @torch.no_grad()
     def update(self, switches: torch.Tensor, hessian: torch.Tensor) -> None:
@@ -65,25 +97,29 @@ class HierarchicalARD(nn.Module):
         s = switches.detach().to(self.gamma)
         h = hessian.detach().to(self.gamma).clamp_min(0)  # a curvature estimate below 0 is noise
         check(
-            s.shape == h.shape == self.gamma.shape,
+            s.shape == h.shape == self.groups.shape,
             f"ARD update: switches {tuple(s.shape)} and hessian {tuple(h.shape)} must both be "
-            f"{tuple(self.gamma.shape)}",
+            f"{tuple(self.groups.shape)}",
         )
-        gamma = self.gamma
-        scaled = h / self.lambdas
+        gamma = self.gamma[self.groups]  # every switch has its group's γ (ours: the code's γ
+        # copies differ only by their random start, and its ω reads the last copy's)
+        scaled = h / self.lambdas[self.groups]
         self.variance = gamma / (1 + gamma * scaled)  # = (1/γ + Ĥ)^-1, also at γ = 0
-        # ω² = 1/γ − C/γ² = Ĥ / (1 + γĤ): the same value without cancelling two large terms
-        self.omega = (scaled / (1 + gamma * scaled)).sqrt()
-        # no curvature (Ĥ = 0): the switch does not change the loss, no evidence for it: γ = 0
+        # ω² = Σ 1/γ − C/γ² = Σ Ĥ / (1 + γĤ): the same value without cancelling two large terms
+        self.omega = self.group_sum(scaled / (1 + gamma * scaled)).sqrt()
+        # no curvature (Ĥ = 0): the switches do not change the loss, no evidence for them: γ = 0
+        evidence = self.group_sum(scaled) > 0
         self.gamma = torch.where(
-            scaled > 0, s.abs() / self.omega.clamp_min(torch.finfo(self.omega.dtype).tiny), 0.0
+            evidence,
+            self.group_norms(s) / self.omega.clamp_min(torch.finfo(self.omega.dtype).tiny),
+            0.0,
         )
         self.hessian = h
         self.gamma = self.hierarchical(self.gamma)
         self.updates += 1
 
     def hierarchical(self, gamma: torch.Tensor) -> torch.Tensor:
-        """γ_child <- (1/γ_child + 1/γ_parent)^-1 for every switch with a parent (precisions add)."""
+        """γ_child <- (1/γ_child + 1/γ_parent)^-1 for every group with a parent (precisions add)."""
         has = self.parents >= 0
         out = gamma.clone()
         parent = gamma[self.parents.clamp_min(0)]

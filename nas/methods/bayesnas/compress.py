@@ -2,7 +2,8 @@
 
 Every output channel group of every conv layer and every neuron group of the hidden linear layers is
 multiplied by a switch s_g (`compress_nets.py`), with an ARD prior N(0, γ_g) (`nas/methods/bayesnas/ard.py`,
-one level: no parents). Training, per epoch (docs/compress.md):
+one level: no parents; every switch its own ARD group, so the group lasso is the plain λ ω_g |s_g|
+and the search's per-cell switch groups do not enter). Training, per epoch (docs/compress.md):
 
 - epochs < `warmup_epochs` (phase A): cross-entropy, weights only; the switches stay at 1 and get
   no gradient;

@@ -1,14 +1,18 @@
 """BayesNAS (Zhou et al., ICML 2019): hierarchical ARD priors on path switches, pruned by relevance.
 
-Every option of every decision has a switch, a scalar shared by all cells (it is the option's path
-weight); a decision that may choose nothing (an edge: `min_k = 0`) also has an edge switch, the parent
-of its op switches, so the path weight of op k on edge e is s_e · s_k. Every epoch (one round):
+Every option of every decision has a switch (its path weight); a decision that may choose nothing
+(an edge: `min_k = 0`) also has an edge switch, the parent of its op switches, so the path weight
+of op k on edge e is s_e · s_k (`nas.methods.bayesnas.switches`). `switch_form="per_cell"` (the
+authors' code): every cell has its own switches, and the copies of a path's switch across the cells
+of a type form one group of the lasso and of the prior; `"tied"`: one switch per path shared by all
+cells (every run written before the option). Every epoch (one round):
 - phase A, the first `weights_fraction` of the epoch's batches: the weights train, switches frozen
   (at 1 in the first round);
-- phase B, the rest: weights and switches train on cross-entropy + Σ λ·ω·|s| (`nas.methods.bayesnas.ard`);
+- phase B, the rest: weights and switches train on cross-entropy + Σ_g λ·ω_g·‖s_g‖₂
+  (`nas.methods.bayesnas.ard`);
 - then, before the epoch's checkpoint, one Laplace update of the priors (C, ω, γ, hierarchy) from the
   switch Hessian's diagonal on `hessian_batches` fixed training batches.
-After the last round, paths whose effective γ falls below `tau · max γ` are pruned; the pruned
+After the last round, paths whose group's γ falls below `tau · max γ` are pruned; the pruned
 architecture (valid for the space, dead nodes removed) is written like any search result:
 `<run>/search/bayesnas/` with results.sqlite, ranking.csv, selections, derived_arch.json, plus
 gamma.csv and gamma.png.
@@ -23,7 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nas import distributed
 from nas.atomic import write_text
@@ -32,63 +35,13 @@ from nas.data.base import in_memory_split
 from nas.errors import check
 from nas.methods.bayesnas.ard import HierarchicalARD, ggn_diagonal, hutchinson_diagonal
 from nas.methods.bayesnas.figures import plot_gamma
+from nas.methods.bayesnas.switches import SWITCH_FORMS, Switches, SwitchSampler
 from nas.modules.supernet import OneShotModule, validation_accuracy
 from nas.results.derived import write_derived
-from nas.samplers.base import Sampler
-from nas.spaces import Architecture, SearchSpace, Weights, build_space
+from nas.spaces import Architecture, SearchSpace, build_space
 
 HESSIANS = ("ggn", "hutchinson")
-
-
-class Switches(nn.Module):
-    """The switch vector of a space: op switches per option, an edge switch per `min_k = 0` decision."""
-
-    def __init__(self, space: SearchSpace):
-        super().__init__()
-        self.space = space
-        self.keys: list[tuple[str, str | None]] = []  # (decision, option); option None: edge
-        parents: list[int] = []
-        self.op_index: dict[str, list[int]] = {}
-        self.edge_index: dict[str, int] = {}
-        for d in space.decisions:
-            edge = -1
-            if d.min_k == 0:
-                edge = self.edge_index[d.name] = len(self.keys)
-                self.keys.append((d.name, None))
-                parents.append(-1)
-            self.op_index[d.name] = list(range(len(self.keys), len(self.keys) + len(d.options)))
-            self.keys += [(d.name, o) for o in d.options]
-            parents += [edge] * len(d.options)
-        self.parents = parents
-        self.values = nn.Parameter(torch.ones(len(self.keys)))
-
-    def is_edge(self) -> torch.Tensor:
-        return torch.tensor([option is None for _, option in self.keys])
-
-    def weights(self, values: torch.Tensor | None = None) -> Weights:
-        """Path weights [1, k] per decision: s_edge · s_op (or s_op for decisions without edge)."""
-        s = self.values if values is None else values
-        out = {}
-        for d in self.space.decisions:
-            w = s[self.op_index[d.name]]
-            if d.name in self.edge_index:
-                w = w * s[self.edge_index[d.name]]
-            out[d.name] = w.unsqueeze(0)
-        return out
-
-
-class SwitchSampler(Sampler):
-    """The learned switches as the path weights of validation and test (every path, weighted)."""
-
-    def __init__(self, switches: Switches):
-        self.switches = switches
-
-    def eval_weights(self, space: SearchSpace, ghosts: int, batch_idx: int) -> Weights:
-        with torch.no_grad():
-            return self.switches.weights()
-
-    def spec(self) -> dict:
-        return {"name": "bayesnas_switches"}
+__all__ = ["BayesNASModule", "Switches", "SwitchSampler"]
 
 
 class BayesNASModule(OneShotModule):
@@ -112,11 +65,18 @@ class BayesNASModule(OneShotModule):
         hessian_batches: int = 4,
         hessian_examples: int | None = None,
         hutchinson_probes: int = 16,
+        switch_form: str = "per_cell",
         **kwargs,
     ):
         """kwargs: the supernet's settings (`OneShotModule`; BayesNAS's in `supernet_defaults`)."""
         settings = self.supernet_settings(kwargs)
         space = build_space(space)
+        check(
+            switch_form in SWITCH_FORMS,
+            f"model.switch_form={switch_form!r} must be one of {list(SWITCH_FORMS)} ("
+            + "; ".join(f"{k}: {v}" for k, v in SWITCH_FORMS.items())
+            + ")",
+        )
         check(lam > 0, f"model.lam={lam!r} must be > 0 (the paper's lambda: 0.005, 0.007, 0.01)")
         check(
             lam_edge is None or lam_edge > 0,
@@ -143,11 +103,18 @@ class BayesNASModule(OneShotModule):
                 isinstance(value, int) and value >= 1,
                 f"model.{key}={value!r} must be an integer >= 1",
             )
-        switches = Switches(space)
-        super().__init__(space, SwitchSampler(switches), **settings)
-        self.switches = switches
-        lambdas = [(lam_edge or lam) if option is None else lam for _, option in switches.keys]
-        self.ard = HierarchicalARD(lambdas, switches.parents)
+        sampler = SwitchSampler()
+        super().__init__(space, sampler, **settings)
+        self.switch_form = switch_form
+        if switch_form == "tied":
+            # the form of every run written before the option, whose settings lack it: a tied
+            # run's settings lack it too, so either resumes with the other (`restore_arguments`)
+            self.hparams.pop("switch_form", None)
+        copies = self.supernet.cells_per_decision() if switch_form == "per_cell" else None
+        self.switches = sampler.switches = Switches(space, copies)
+        keys = self.switches.keys
+        lambdas = [(lam_edge or lam) if option is None else lam for _, option in keys]
+        self.ard = HierarchicalARD(lambdas, self.switches.parents, self.switches.groups.tolist())
 
     # -- training -----------------------------------------------------------------------------
     def phase(self, batch_idx: int) -> str:
@@ -224,9 +191,14 @@ class BayesNASModule(OneShotModule):
             nesterov=h.nesterov and h.momentum > 0,
         )
 
+    @classmethod
+    def restore_arguments(cls, hparams) -> dict:
+        # settings without a switch form: written tied (before the option, or tied since)
+        return {"switch_form": "tied", **super().restore_arguments(hparams)}
+
     # -- pruning --------------------------------------------------------------------------------
     def relevance(self) -> dict[tuple[str, str | None], float]:
-        """Effective γ (after the hierarchy) of every switch, by (decision, option or None)."""
+        """Effective γ (after the hierarchy) of every switch group, by (decision, option or None)."""
         return dict(zip(self.switches.keys, self.ard.gamma.tolist(), strict=True))
 
     def pruned(self, tau: float | None = None) -> Architecture:
@@ -279,20 +251,22 @@ def write_bayesnas_outputs(module: BayesNASModule, out: Path) -> dict:
     summary = write_derived(module, arch, out, validation_accuracy(module, weights))
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["decision", "option", "kind", "switch", "gamma", "omega", "hessian"])
+    # one row per switch (per cell copy); γ, ω are its group's, H its own
+    writer.writerow(["decision", "option", "kind", "switch", "gamma", "omega", "hessian", "copy"])
+    switches, ard = module.switches, module.ard
     state = zip(
-        module.switches.keys,
-        module.switches.values.tolist(),
-        module.ard.gamma.tolist(),
-        module.ard.omega.tolist(),
-        module.ard.hessian.tolist(),
+        switches.groups.tolist(),
+        switches.copy_index.tolist(),
+        switches.values.tolist(),
+        ard.hessian.tolist(),
         strict=True,
     )
-    for (decision, option), s, g, w, hess in state:
+    gamma, omega = ard.gamma.tolist(), ard.omega.tolist()
+    for group, copy, s, hess in state:
+        decision, option = switches.keys[group]
         kind = "edge" if option is None else "op"
-        writer.writerow(
-            [decision, option or "", kind, f"{s:.6g}", f"{g:.6g}", f"{w:.6g}", f"{hess:.6g}"]
-        )
+        row = [decision, option or "", kind, f"{s:.6g}", f"{gamma[group]:.6g}"]
+        writer.writerow([*row, f"{omega[group]:.6g}", f"{hess:.6g}", copy])
     write_text(out / "gamma.csv", table.getvalue())
     plot_gamma(module.relevance(), module.hparams.tau, out / "gamma.png")
     return summary
