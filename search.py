@@ -5,6 +5,8 @@ sub-supernets, each architecture scored by the one that holds it): their method 
 `search.shard=i search.num_shards=n` scores one of n disjoint parts of the same proposals (one
 process per GPU or machine); `python -m nas.search.merge <out_dir>` then ranks and selects
 (docs/scaling.md).
+`strategy=proxy proxy=<name>` scores with a zero-cost proxy instead, with or without a checkpoint
+(nas/search/proxy_scorer.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nas.data.contract import check_datamodule
 from nas.errors import check
 from nas.results.outputs import write_outputs
 from nas.search.checkpoint import load_for_search, scoring_dataset
+from nas.search.proxy_scorer import proxy_subject, refuse_missing_checkpoint
 from nas.search.run import search  # also registers search.yaml's resolvers
 from nas.search.strategies import strategy_name
 
@@ -34,16 +37,23 @@ IGNORED = {
     "callbacks": "a search trains nothing",
 }
 INSTEAD = {"model.eval_ghost_size": "search.eval_ghost_size"}
+# A proxy search without a checkpoint builds its children from the config's space and network.
+IGNORED_WITHOUT_CKPT = {k: v for k, v in IGNORED.items() if k not in ("model", "search_space")}
 
 
 def run(cfg: DictConfig) -> dict:
     """Score `search.num_archs` architectures into the run's results store, then rank and select."""
     with user_errors():
-        check_overrides_used("search.py", IGNORED, INSTEAD)
+        proxy = cfg.get("proxy")  # strategy=proxy: a zero-cost proxy scores, not a supernet
+        refuse_missing_checkpoint(cfg.ckpt, proxy)
+        ignored = IGNORED if cfg.ckpt is not None else IGNORED_WITHOUT_CKPT
+        check_overrides_used("search.py", ignored, INSTEAD)
         L.seed_everything(cfg.seed)
         device, autocast = device_of(cfg.trainer.accelerator, cfg.trainer.precision)
         device = _one_device(device, cfg.trainer.devices)
-        module, trained = load_for_search(cfg.ckpt, device)  # what the checkpoints' method searches
+        module, trained = None, None
+        if cfg.ckpt is not None:  # what the checkpoints' method searches
+            module, trained = load_for_search(cfg.ckpt, device)
         dataset, warning = scoring_dataset(
             OmegaConf.to_container(cfg.dataset, resolve=True), trained, _dataset_given()
         )
@@ -51,6 +61,11 @@ def run(cfg: DictConfig) -> dict:
             print(warning, file=sys.stderr)
         datamodule = hydra.utils.instantiate(dataset)
         check_datamodule(datamodule, scoring=True)  # the in-memory validation split too
+        if proxy is not None:  # scores in place of the module's one-shot evaluator
+            module, source = proxy_subject(
+                OmegaConf.to_container(proxy, resolve=True), module, cfg, datamodule, device
+            )
+            print(source, file=sys.stderr)
         strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
         store = search(
             module,

@@ -76,7 +76,9 @@ def main() -> int:
     assert "nas" not in sys.modules, "the exported files must run without the nas package"
     for name, out in logits.items():
         agree = float((out.argmax(axis=1) == labels).mean())
-        print(f"{name}: {agree:.1%} of {len(labels)} images of {args.images} labelled as their folder")
+        print(
+            f"{name}: {agree:.1%} of {len(labels)} images of {args.images} labelled as their folder"
+        )
     if len(logits) == 2:
         gap = float(np.abs(logits["network.pt2"] - logits["network.onnx"]).max())
         print(f"largest difference between the two files' logits: {gap:.2e}")

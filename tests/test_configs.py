@@ -90,7 +90,8 @@ def test_strategy_composes_and_builds(tmp_path, small_space, name):
     settings = OmegaConf.to_container(cfg.strategy, resolve=True)
     assert strategy_name(settings) == name
     build_strategy(settings, small_space, random.Random(0))
-    assert cfg.out_dir == str(run.resolve() / "search" / f"{name}-seed0")
+    folder = f"proxy-{cfg.proxy.name}" if name == "proxy" else name  # one folder per proxy
+    assert cfg.out_dir == str(run.resolve() / "search" / f"{folder}-seed0")
 
 
 def test_evolution_settings_are_the_papers():

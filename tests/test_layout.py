@@ -35,7 +35,7 @@ LAYERS = [
     {"nas.methods"},
     {"nas.report"},
     {"nas.callbacks"},
-    {"nas.cli", "nas.collect", "nas.quality"},  # the entry points' own modules
+    {"nas.cli", "nas.collect", "nas.quality", "nas.export"},  # the entry points' own modules
 ]
 LEVEL = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 MAX_LINES = 300

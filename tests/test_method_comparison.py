@@ -4,6 +4,7 @@ retrained sample, then on a NAS-Bench-201 file; every number traced back to the 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from scipy import stats as sps
 
 from nas.errors import NasError
 from nas.report.stats import ranking_quality
-from nas.report.studies.method_comparison import method_comparison_study
+from nas.report.studies.free_baselines import mark_beats
+from nas.report.studies.method_comparison import markdown, method_comparison_study
+from nas.results.complexity import count_params
 from nas.results.store import ResultsStore
 from nas.spaces import Architecture
 from nas.spaces.nb201 import EDGES, NB201_OPS, NB201Space
@@ -43,6 +46,7 @@ def _study(out, **kwargs):
         num_archs=12,
         sample={"n": 4, "buckets": 2, "seed": 0},
         resamples=200,
+        proxies=["params"],
     )
     settings.update(kwargs)
     return method_comparison_study(**settings)
@@ -112,6 +116,21 @@ def test_two_methods_are_judged_on_one_shared_sample_and_the_study_resumes(tmp_p
         assert row["train_images"] == 3 * batch
         assert row["train_wall_s"] > 0 and row["score_wall_s"] > 0
 
+    # the free baseline: each sampled architecture's parameter count, judged on the same truth
+    (free,) = numbers["proxies"]
+    network = {"filters": 4, "cells": 3, "stages": 3, "num_classes": 10, "in_channels": 1}
+    sizes = {a.id: count_params(a.space.build_child(a, **network)) for a in archs}
+    expected = ranking_quality([sizes[a] for a in ids], [runs[a] for a in ids], [1, 10], 200)
+    assert free["kendall_tau"] == pytest.approx(expected["kendall_tau"], nan_ok=True)
+    assert free["train_images"] == 0 and free["proxy_s_per_arch"] > 0
+    assert "| Free: parameter count | 0 | 0 |" in table
+    for row in numbers["methods"]:  # yes exactly when the interval lies above the proxy's tau
+        above = row["kendall_tau"]["low"] > free["kendall_tau"]["value"]
+        assert row["beats_best_proxy"] is above
+    # the ceiling: one seed's stand-alone accuracies against the other's
+    assert numbers["ceiling"]["kendall_tau"]["value"] == pytest.approx(seeds, nan_ok=True)
+    assert "| Ceiling: one retrain (seed) vs another |" in table
+
     # rerunning skips every finished step: no new runs, the same numbers
     logs = {p: p.stat().st_mtime_ns for p in (out / "logs").iterdir()}
     _study(out)
@@ -140,11 +159,59 @@ def test_two_methods_are_judged_on_one_shared_sample_and_the_study_resumes(tmp_p
     )
 
 
+def _judged(method: str, value: float, low: float, high: float) -> dict:
+    tau = {"value": value, "low": low, "high": high}
+    top = {"1": {"regret": 0.01}, "10": {"precision": 0.5}}
+    return {"method": method, "label": method.upper(), "train_wall_s": 1.0, "train_images": 10,
+            "train_steps": 1, "score_wall_s": 2.0, "kendall_tau": tau,
+            "spearman": {"value": value}, "top": top, "proxy_s_per_arch": 0.002}  # fmt: skip
+
+
+def test_a_method_beats_the_best_free_proxy_only_with_its_whole_interval_above_it():
+    methods = [
+        _judged("a", 0.6, 0.41, 0.8),
+        _judged("b", 0.6, 0.39, 0.8),
+        _judged("c", 0.2, -0.1, 0.5),
+    ]
+    free = [_judged("params", 0.3, 0.1, 0.5), _judged("synflow", 0.4, 0.2, 0.6),
+            _judged("naswot", math.nan, math.nan, math.nan)]  # fmt: skip
+    best = mark_beats(methods, free)
+    assert best == {"proxy": "synflow", "kendall_tau": 0.4}  # NaN (a constant proxy) never best
+    assert [m["beats_best_proxy"] for m in methods] == [True, False, False]
+    assert mark_beats([_judged("a", 0.6, 0.41, 0.8)], []) is None
+    numbers = {
+        "ks": [1, 10], "methods": methods, "proxies": free, "best_proxy": best, "truth": "t",
+        "proxy_batch": {"images": 64, "seed": 0}, "truth_cost": {"wall_s": 0.0},
+        "ceiling": {"kendall_tau": {"value": 0.7, "low": 0.5, "high": 0.85},
+                    "spearman": {"value": 0.8}},
+        "sample": {"arch_ids": ["x", "y"], "buckets": 2}, "num_archs": 10, "resamples": 200,
+    }  # fmt: skip
+    lines = markdown(numbers).splitlines()
+    assert lines[0].endswith("| regret@1 | beats the best free proxy? |")
+    assert [line.rsplit("|", 2)[1].strip() for line in lines[2:8]] == [
+        "yes",
+        "no",
+        "no",
+        "–",
+        "–",
+        "–",
+    ]
+    assert (
+        lines[8]
+        == "| Ceiling: one retrain (seed) vs another | – | – | – | 0.70 [0.50, 0.85] | 0.80 | – | – | – |"
+    )
+    assert "(synflow, 0.40)" in lines[-1] and "synflow 2.0" in lines[-1]
+    del numbers["proxies"], numbers["ceiling"]  # a comparison without them: the table as before
+    assert markdown(numbers).splitlines()[0].endswith("| regret@1 |")
+
+
 def test_bad_study_settings_are_refused_before_any_training(tmp_path):
     with pytest.raises(NasError, match="'nope', which has no recipe"):
         _study(tmp_path, methods=["oneshot", "nope"])
     with pytest.raises(NasError, match="study.truth='cifar' must be retrain or nb201:"):
         _study(tmp_path, truth="cifar")
+    with pytest.raises(NasError, match="proxy='flops' is not a known proxy"):
+        _study(tmp_path, proxies=["flops"])
     assert not (tmp_path / "runs").exists()
 
 

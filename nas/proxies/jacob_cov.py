@@ -5,6 +5,8 @@ Abdelfattah et al. 2021's `jacob_cov`). Higher: less correlated Jacobians across
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nas.proxies.base import register_proxy
@@ -18,6 +20,10 @@ def jacob_cov(net, images, labels) -> float:
     net.zero_grad()
     out = net(x)
     out.backward(torch.ones_like(out))
-    jacobians = x.grad.reshape(len(x), -1).double()
-    eigenvalues = torch.linalg.eigvalsh(torch.corrcoef(jacobians))
+    if x.grad is None:  # the output ignores the input (e.g. a cell of `none` ops): undefined
+        return math.nan
+    correlations = torch.corrcoef(x.grad.reshape(len(x), -1).double())
+    if not torch.isfinite(correlations).all():  # constant Jacobians: no correlation is defined
+        return math.nan  # (and eigvalsh would not converge)
+    eigenvalues = torch.linalg.eigvalsh(correlations)
     return float(-(torch.log(eigenvalues + K) + 1.0 / (eigenvalues + K)).sum())

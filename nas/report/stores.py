@@ -48,6 +48,12 @@ def setup_line(setup: dict | None, settings: dict) -> str:
         for k in ("eval_batch_size", "ghost_size", "bn_recalibration_batches")
         if settings.get(k) is not None
     )
+    if setup.get("proxy"):  # a proxy search (nas.search.proxy_scorer): no validation pass
+        proxy = setup["proxy"]
+        return (
+            f"Evaluation setup: {source}{f' ({where})' if where else ''}, proxy {proxy['name']} "
+            f"of each untrained child on {proxy['images']} training images (seed {proxy['seed']})."
+        )
     return (
         f"Evaluation setup: {source}{f' ({where})' if where else ''}, validation images "
         f"{'x'.join(map(str, setup.get('val_images') or []))}, checkpoint sha256 "

@@ -20,9 +20,11 @@ from rich.text import Text
 
 from nas.data.base import fixed_train_examples
 from nas.errors import NasError, check
+from nas.latency import LatencyTable
 from nas.results.complexity import SizeTable
 from nas.results.outputs import console
 from nas.results.store import ResultsStore
+from nas.search.budget import TRIES, Budget, budgeted, check_limits
 from nas.search.checkpoint import checkpoint_paths
 from nas.search.driver import check_shard, replay_or_evaluate, score_shard
 from nas.search.evaluator import (
@@ -30,7 +32,7 @@ from nas.search.evaluator import (
     default_batch_archs,
     default_channels_last,
 )
-from nas.search.setup import check_setup, evaluation_setup
+from nas.search.setup import check_setup, differences, evaluation_setup
 from nas.search.shards import shard_dir, shard_share
 from nas.search.strategies import build_strategy, strategy_name, strategy_settings
 from nas.spaces.interface import network_of
@@ -53,6 +55,11 @@ def search(
     shard: int = 0,
     num_shards: int = 1,
     dataset: Mapping | None = None,
+    max_params: float | None = None,
+    max_macs: float | None = None,
+    max_latency_ms: float | None = None,
+    latency_table: str | None = None,
+    budget_tries: int = TRIES,
 ) -> ResultsStore:
     """Score `num_archs` distinct architectures into `<out_dir>/results.sqlite` (resumable).
 
@@ -70,6 +77,9 @@ def search(
     batch_archs: architectures per pass ("auto": what pays on `device`, see `default_batch_archs`).
     bn_recalibration_batches: 0 scores with per-ghost-batch statistics (the paper's); N > 0 scores
     each architecture's child with BN statistics re-estimated on N fixed training batches (SPOS).
+    max_params, max_macs, max_latency_ms: the budget (None: no limit); architectures over it are
+    not scored, only counted (`nas.search.budget`). latency_table: a `python -m nas.latency build`
+    table of this network, for max_latency_ms and the outputs' latency column.
     """
     strategy = dict(strategy or {"_target_": "nas.search.strategies.RandomSearch"})
     space, h = module.space, module.hparams
@@ -97,8 +107,15 @@ def search(
     images = datamodule.normalize(val.images.to(device))
     network = network_of(h)
     sizes = SizeTable(space, network, tuple(val.images.shape[1:]))
+    table = None
+    if latency_table is not None:
+        table = LatencyTable.load(latency_table)
+        source = f"checkpoint {checkpoint}" if checkpoint else "this search's network"
+        table.check_matches(space, network, val.images.shape[1:], source)
+    limits = check_limits(max_params, max_macs, max_latency_ms)
+    budget = Budget(limits, sizes, table.predict if table is not None else None)
     labels = val.labels.to(device)
-    setup = evaluation_setup(checkpoint_paths(checkpoint), dataset, val)
+    setup = evaluation_setup(checkpoint_paths(checkpoint) if checkpoint else [], dataset, val)
     recalibration = _recalibration_batches(datamodule, bn_recalibration_batches, device)
 
     def evaluator_of(trained) -> OneShotEvaluator:
@@ -115,8 +132,15 @@ def search(
         )
 
     evaluator = module.scorer(evaluator_of)
+    setup.update(getattr(evaluator, "setup", {}))  # what else its scores depend on (a proxy's)
+    recorded = str(Path(checkpoint).resolve()) if checkpoint else None  # a proxy's may have none
     # Built first: a bad strategy setting must not leave a new results store behind.
-    chosen = build_strategy(strategy, space, random.Random(seed), module)
+    chosen = budgeted(
+        lambda s: build_strategy(strategy, s, random.Random(seed), module),
+        space,
+        budget,
+        budget_tries,
+    )
     name = strategy_name(strategy)
     check_shard(shard, num_shards, num_archs)
     check(
@@ -128,7 +152,7 @@ def search(
     store = ResultsStore(
         Path(shard_dir(out_dir, shard, num_shards)) / "results.sqlite",
         space=space,
-        checkpoint=str(Path(checkpoint).resolve()),
+        checkpoint=recorded,
     )
     settings = {
         "strategy": name,
@@ -142,6 +166,10 @@ def search(
         settings["bn_recalibration_batches"] = bn_recalibration_batches
     if num_shards > 1:  # likewise; the merge checks that every shard has the same other settings
         settings.update(shard=shard, num_shards=num_shards)
+    if budget.limits:  # likewise: another budget is another search
+        settings["budget"] = budget.report()["limits"]
+        if "latency_ms" in budget.limits:  # the table decides what fits: the same table's contents
+            settings["budget"]["latency_table"] = table.content_hash
     previous = store.get_meta("settings")
     if previous and previous.get("strategy") == name:
         # Stores may list only the settings given then; a default left out is the same search.
@@ -151,15 +179,18 @@ def search(
     if previous not in (None, settings):
         store.close()
         raise NasError(
-            f"results store {store.path} was filled with settings {previous}, not {settings}; "
+            f"results store {store.path} was filled with settings {previous}, not {settings} "
+            f"({'; '.join(differences(previous, settings))}); "
             "use the same settings to continue it, or another out_dir"
         )
     store.set_meta("settings", settings)
     check_setup(store, setup, console.print)
+    if table is not None:  # the outputs' latency column reads it from here
+        store.set_meta("latency_table", {"path": table.info["path"], "hash": table.content_hash})
     if num_shards > 1:  # the merge checks that every shard reached the same stream length
         store.set_meta("num_archs", num_archs)
     fields = {
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint": recorded,
         "eval_batch_size": batch,
         "eval_ghost_size": ghost,
     }
@@ -179,12 +210,25 @@ def search(
                 chosen, store, num_archs, evaluator, shard, num_shards, batch_archs, report, fields
             )
     seconds = time.perf_counter() - start
+    if budget.limits:
+        store.set_meta("budget", budget.report())
+        console.print(
+            f"budget {budget.describe()}: {budget.rejected:,} proposal(s) over budget were not "
+            f"scored ({_by_limit(budget)}); every scored architecture is within it"
+        )
     console.print(
         f"scored {summary.evaluated} new architecture(s) in {seconds:.1f} s "
         f"({summary.evaluated / max(seconds, 1e-9):.1f}/s), reused {summary.replayed} stored "
         f"(store had {before}, now {store.count()}) -> {store.path}"
     )
+    if hasattr(evaluator, "record_cost"):  # a scorer that times itself (a proxy) keeps its cost
+        console.print(evaluator.record_cost(store))
     return store
+
+
+def _by_limit(budget: Budget) -> str:
+    counts = budget.report()["over_budget_by_limit"]
+    return ", ".join(f"{k} {n:,}" for k, n in counts.items()) or "none drawn"
 
 
 def _recalibration_batches(datamodule, batches: int, device) -> list[torch.Tensor]:

@@ -32,9 +32,10 @@ def file_digest(paths: Sequence[str | Path]) -> str:
 
 
 def evaluation_setup(checkpoints: Sequence[str | Path], dataset: Mapping | None, val) -> dict:
-    """The setup of a search: checkpoint contents, dataset config, validation images' shape."""
+    """The setup of a search: checkpoint contents (None without one: a proxy search may have
+    none), dataset config, validation images' shape."""
     return {
-        "checkpoint_sha256": file_digest(checkpoints),
+        "checkpoint_sha256": file_digest(checkpoints) if checkpoints else None,
         "dataset": dict(dataset) if dataset is not None else None,
         "val_images": list(val.images.shape),
     }

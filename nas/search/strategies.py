@@ -3,7 +3,8 @@
 Every strategy is replayable: with the same seed and the same sequence of `tell` scores it asks the same
 architectures. A killed search resumes by replaying its stored results through ask/tell (see
 `nas.search.driver`), so strategies keep no state outside their `random.Random` and what they were told.
-Contract: every `ask()` is eventually followed by a `tell()` of that architecture, in ask order.
+Contract: every `ask()` is eventually followed by a `tell()` of that architecture, in ask order, or
+by a `discard()` when a budget refuses it unscored (`nas.search.budget`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class Strategy:
     def tell(self, arch: Architecture, score: float) -> None:
         """Report the score of an architecture returned by `ask` (higher is better)."""
         _check_score(arch, score)
+
+    def discard(self, arch: Architecture) -> None:
+        """`arch`, returned by `ask`, is over the search's budget and will never be scored or told.
+        By default nothing happens: the strategy learns from the scored architectures only."""
 
 
 def _check_score(arch: Architecture, score: float) -> float:

@@ -263,4 +263,5 @@ class Comparison:
             first, second = zip(*(v[:2] for v in runs.values()), strict=True)
             info["runs_per_arch"] = min(len(v) for v in runs.values())
             info["seed_kendall_tau"] = rank_correlations(first, second)["kendall_tau"]
+            info["seed_runs"] = {a: v[:2] for a, v in runs.items()}  # the ceiling's pairs
         return {a: sum(v) / len(v) for a, v in runs.items()}, info

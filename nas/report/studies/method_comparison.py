@@ -15,6 +15,12 @@ skipped when its outputs exist (an interrupted study resumes where it stopped):
      its scores on the sample (`nas.report.stats.ranking_quality`) -> `method_comparison.md` and
      `.json`.
 
+Free baselines (`nas.report.studies.free_baselines`): every proxy of `study.proxies` scores the same
+architectures' untrained children (after step 2; no training), judged on the same sample as a row
+of its own; the seed-vs-seed τ of the retrained truth is the ceiling row; each method's row says
+whether it beats the best proxy (its τ interval above that proxy's τ). The sample is drawn from the
+methods' rankings only, so adding or dropping a proxy retrains nothing.
+
 Steps 1-4 are the `Comparison` of `nas.report.studies.comparison`; this module runs them and writes
 the table.
 """
@@ -31,6 +37,14 @@ from nas.report.stats import ranking_quality
 from nas.report.stores import open_store
 from nas.report.studies.common import write_json
 from nas.report.studies.comparison import Comparison
+from nas.report.studies.free_baselines import (
+    LABELS,
+    ceiling,
+    check_proxies,
+    mark_beats,
+    proxy_scores,
+    score_proxy,
+)
 
 
 def method_comparison_study(
@@ -51,6 +65,9 @@ def method_comparison_study(
     ks: Sequence[int] = (1, 10),
     resamples: int = 2000,
     seed: int = 0,
+    proxies: Sequence[str] = (),
+    proxy_search: Sequence[str] = ("experiment=quickstart_nb201",),
+    proxy_batch: Mapping | None = None,
 ) -> dict:
     """Run the comparison (module docstring); returns the paths and the table's rows."""
     check(bool(methods), "study.methods is empty; list methods of study.recipes")
@@ -66,8 +83,11 @@ def method_comparison_study(
     study = Comparison(out_dir, recipes, common, num_archs, search_seed)
     for method in methods:
         study.recipe(method)  # every name checked before hours of training
+    check_proxies(proxies)
+    batch = {"images": 64, "seed": 0, **(proxy_batch or {})}
     costs = {m: study.train(m) for m in methods}
     scoring = {m: study.score(m) for m in methods}
+    proxy_costs = {p: score_proxy(study, p, proxy_search, batch) for p in proxies}
     sampled = study.sample(methods, sample["n"], sample["buckets"], sample["seed"])
     ids = sorted(sampled)
     if truth == "retrain":
@@ -85,24 +105,38 @@ def method_comparison_study(
         truth_info = {"wall_s": 0.0}
         settings = {**DEFAULTS, **(nb201 or {})}
         truth_text = "NAS-Bench-201 {dataset} {metric} ({hp} epochs)".format(**settings)
+    true_values = [values[a] for a in ids]
+
+    def judged(name: str, label: str, scores: Mapping[str, float], cost: Mapping) -> dict:
+        quality = ranking_quality([scores[a] for a in ids], true_values, ks, resamples, seed=seed)
+        return {
+            "method": name,
+            "label": label,
+            **cost,
+            **{k: quality[k] for k in ("kendall_tau", "spearman", "pearson")},
+            "top": quality["top"],
+        }
+
     rows = []
     for method in methods:
-        scores = study.scores(method)
-        quality = ranking_quality(
-            [scores[a] for a in ids], [values[a] for a in ids], ks, resamples, seed=seed
-        )
-        rows.append(
-            {
-                "method": method,
-                "label": study.recipe(method).get("label", method),
-                "train_wall_s": costs[method]["wall_s"],
-                "train_images": costs[method]["images"],
-                "train_steps": costs[method]["steps"],
-                "score_wall_s": scoring[method],
-                **{k: quality[k] for k in ("kendall_tau", "spearman", "pearson")},
-                "top": quality["top"],
-            }
-        )
+        cost = {
+            "train_wall_s": costs[method]["wall_s"],
+            "train_images": costs[method]["images"],
+            "train_steps": costs[method]["steps"],
+            "score_wall_s": scoring[method],
+        }
+        label = study.recipe(method).get("label", method)
+        rows.append(judged(method, label, study.scores(method), cost))
+    free = []
+    for proxy in proxies:
+        wall, per_arch = proxy_costs[proxy]
+        cost = {"train_wall_s": 0.0, "train_images": 0, "train_steps": 0, "score_wall_s": wall}
+        label = f"Free: {LABELS.get(proxy, proxy)}"
+        free.append(judged(proxy, label, proxy_scores(study, proxy, ids), cost))
+        free[-1]["proxy_s_per_arch"] = per_arch
+    best = mark_beats(rows, free)
+    seed_runs = truth_info.pop("seed_runs", None)  # in the JSON as the ceiling's, not the cost's
+    roof = ceiling({"seed_runs": seed_runs}, ids, resamples, seed) if seed_runs else None
     numbers = {
         "truth": truth_text,
         "truth_cost": truth_info,
@@ -112,6 +146,10 @@ def method_comparison_study(
         "resamples": resamples,
         "ks": list(ks),
         "methods": rows,
+        "proxies": free,
+        "proxy_batch": batch if proxies else None,
+        "best_proxy": best,
+        "ceiling": roof and {**roof, "runs": [seed_runs[a][:2] for a in ids]},
     }
     out = study.out
     write_json(out / "method_comparison.json", numbers)
@@ -129,21 +167,42 @@ def _top(row: Mapping, k: int, what: str) -> str:
     return "–" if top is None else f"{top[what]:.{1 if what == 'precision' else 3}f}"
 
 
+def _row(r: Mapping, k: int, beats: str | None) -> str:
+    tau = r["kendall_tau"]
+    cells = [
+        r["label"],
+        f"{r['train_wall_s']:.0f}",
+        f"{r['train_images']:,}",
+        f"{r['score_wall_s']:.0f}",
+        f"{tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}]",
+        f"{r['spearman']['value']:.2f}",
+        _top(r, k, "precision"),
+        _top(r, 1, "regret"),
+        *([beats] if beats is not None else []),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(numbers: Mapping) -> str:
     """The comparison as one markdown table, what its columns mean underneath."""
     k = max(numbers["ks"])
+    free = numbers.get("proxies") or []
     lines = [
         f"| method | training (s) | training images | scoring (s) | Kendall τ [95% CI] "
-        f"| Spearman ρ | precision@{k} | regret@1 |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        f"| Spearman ρ | precision@{k} | regret@1 |{' beats the best free proxy? |' if free else ''}",
+        f"| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |{' :---: |' if free else ''}",
     ]
     for r in numbers["methods"]:
-        tau = r["kendall_tau"]
+        beats = {True: "yes", False: "no", None: "–"}[r.get("beats_best_proxy")] if free else None
+        lines.append(_row(r, k, beats))
+    lines += [_row(r, k, "–") for r in free]
+    roof = numbers.get("ceiling")
+    if roof:
+        tau = roof["kendall_tau"]
         lines.append(
-            f"| {r['label']} | {r['train_wall_s']:.0f} | {r['train_images']:,} "
-            f"| {r['score_wall_s']:.0f} | {tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}] "
-            f"| {r['spearman']['value']:.2f} | {_top(r, k, 'precision')} "
-            f"| {_top(r, 1, 'regret')} |"
+            f"| Ceiling: one retrain (seed) vs another | – | – | – | {tau['value']:.2f} "
+            f"[{tau['low']:.2f}, {tau['high']:.2f}] | {roof['spearman']['value']:.2f} | – | – |"
+            + (" – |" if free else "")
         )
     s = numbers["sample"]
     lines += [
@@ -162,5 +221,20 @@ def markdown(numbers: Mapping) -> str:
         lines[-1] += (
             f" Kendall τ between two runs (seeds) of each sampled architecture: "
             f"{cost['seed_kendall_tau']:.2f}, how well the truth agrees with itself."
+        )
+    if free:
+        batch, best = numbers["proxy_batch"], numbers["best_proxy"]
+        per_arch = ", ".join(f"{r['method']} {1000 * r['proxy_s_per_arch']:.1f}" for r in free)
+        lines[-1] += (
+            f" Free: zero-cost proxies of each architecture's untrained child (search.py "
+            f"strategy=proxy; {batch['images']} training images, seed {batch['seed']}), no "
+            f"training; their own ms per architecture: {per_arch}. Beats the best free proxy: "
+            "yes when the method's τ interval lies above the best proxy's τ"
+            + (f" ({best['proxy']}, {best['kendall_tau']:.2f})." if best else ".")
+        )
+    if roof:
+        lines[-1] += (
+            " Ceiling: τ of one stand-alone run of each architecture against the other, about "
+            "the best an estimator can expect (the truth, their mean, is a little steadier)."
         )
     return "\n".join(lines) + "\n"
