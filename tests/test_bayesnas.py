@@ -158,6 +158,7 @@ def test_pruning_an_edge_removes_its_ops_and_dead_nodes():
     assert Architecture.from_json(arch.to_json(), space) == arch
 
 
+@pytest.mark.slow
 def test_rounds_update_the_priors_once_per_epoch_and_write_a_search_result(tmp_path):
     _train_in_process(tmp_path, *SMOKE)
     ckpt = _last(tmp_path)
@@ -210,6 +211,7 @@ def test_update_stays_exact_for_tiny_gamma_and_prunes_switches_without_curvature
     assert bool(torch.isfinite(ard.penalty(torch.ones(3))))
 
 
+@pytest.mark.slow
 def test_planted_useless_paths_of_a_supernet_are_pruned(tmp_path):
     """NAS-Bench-201 edges with ops {none, conv 3x3}: a none path outputs zeros whatever its switch
     (provably useless), a conv path carries the signal. Trained BayesNAS must prune every none and

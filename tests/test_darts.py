@@ -105,6 +105,7 @@ def test_darts_cell_derivation_keeps_the_best_op_and_two_inputs_per_node():
         assert sum(bool(arch[f"normal/{e}"]) for e in into) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["darts", "gdas"])
 def test_runs_end_to_end_and_the_derived_architecture_retrains(tmp_path, method):
     import train

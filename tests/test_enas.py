@@ -127,6 +127,7 @@ def _train_killed(run: Path, overrides: list[str], callback: str, at: str):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_derive_with_the_controller_strategy_then_retrain_the_best(tmp_path):
     import search
     import train

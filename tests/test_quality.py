@@ -200,6 +200,7 @@ def test_stratified_sample_takes_the_same_number_from_every_quantile_bucket(tmp_
     assert sample_main(["--store", str(store), "--n", "99"]) == 2
 
 
+@pytest.mark.slow
 def test_report_to_wandb_writes_an_offline_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -164,6 +164,7 @@ def test_search_with_wandb_logger_writes_an_offline_run(supernet_ckpt, tmp_path,
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
 
 
+@pytest.mark.slow
 def test_bn_recalibration_mode_scores_through_search_py(supernet_ckpt, tmp_path, capsys):
     """search.bn_recalibration_batches=N scores children with re-estimated BN; both modes work."""
     plain, recal = tmp_path / "plain", tmp_path / "recal"
@@ -191,6 +192,7 @@ def test_bn_recalibration_mode_scores_through_search_py(supernet_ckpt, tmp_path,
     assert "search.bn_recalibration_batches=99 needs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_search_scores_on_the_checkpoints_own_data_unless_told(supernet_ckpt, tmp_path, capsys):
     import search
     from nas.results.store import ResultsStore
@@ -215,6 +217,7 @@ def test_search_scores_on_the_checkpoints_own_data_unless_told(supernet_ckpt, tm
     ]
 
 
+@pytest.mark.slow
 def test_a_changed_evaluation_setup_never_reuses_stored_scores(supernet_ckpt, tmp_path, capsys):
     from nas.results.store import ResultsStore
 

@@ -92,6 +92,8 @@ def test_evolution_fills_population_at_random_then_mutates(small_space):
 
 def _run(path, name, seed, num_archs, evaluator, batch_archs, space):
     spec = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "strategy" / f"{name}.yaml"))
+    spec = spec.get("strategy", spec)  # a global-package config (proxy: it also sets proxy, ckpt)
+    spec.pop("defaults", None)
     if name == "evolution":
         spec.update(population_size=8, sample_size=3)
     strategy = build_strategy(spec, space, random.Random(seed))
