@@ -170,9 +170,9 @@ def standalone(sizes, device, run_dir) -> dict:
     return {**fit_steps(cfg, sizes.warmup, arch=arch), "settings": _settings(cfg)}
 
 
-def method_step(sizes, device, run_dir, experiment) -> dict:
+def method_step(sizes, device, run_dir, experiment, *extra: str) -> dict:
     """One training step of a method's search (its experiment's own network and batch)."""
-    cfg = training_config(experiment, sizes, device, run_dir, sizes.steps)
+    cfg = training_config(experiment, sizes, device, run_dir, sizes.steps, extra)
     return {**fit_steps(cfg, sizes.warmup), "settings": _settings(cfg)}
 
 
@@ -200,8 +200,12 @@ def throughput(sizes, device, run_dir, budget: Budget, publish) -> dict:
     if auto != 1:
         plan.append(("ranking batch_archs=1", ITEM_CAP, ranking, (1,)))
     plan.append(("stand-alone child", ITEM_CAP, standalone, ()))
-    for name, experiment in (("DARTS", "cifar_darts"), ("GDAS", "cifar_gdas")):
-        plan.append((f"{name} step ({experiment})", ITEM_CAP, method_step, (experiment,)))
+    # a step count bounds these runs, not epochs: GDAS anneals its temperature over the steps
+    for name, experiment, extra in (
+        ("DARTS", "cifar_darts", ()),
+        ("GDAS", "cifar_gdas", ("model.tau_schedule=step",)),
+    ):
+        plan.append((f"{name} step ({experiment})", ITEM_CAP, method_step, (experiment, *extra)))
     plan.append(("ENAS step (cifar_enas_micro)", ITEM_CAP, method_step, ("cifar_enas_micro",)))
     first = f"supernet F={sizes.filters[0]}"
     for name, cap, fn, args in plan:

@@ -66,6 +66,8 @@ def test_throughput_numbers_are_finite_and_positive(smoke_report):
         assert positive(rows[name]["rate"]) and positive(rows[name]["step_ms"]), rows[name]
     for row in rows.values():
         assert "error" in row or (positive(row["rate"]) and row["peak_mib"] is None)
+        # a time cap or a skip is recorded; a config the check composes wrongly is a failure
+        assert not row.get("error", "").startswith("NasError"), row
 
 
 def test_real_data_run_checks_its_losses_and_implies_epoch_times(smoke_report):
