@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from nas.checkpointing import check_finite_loss
 from nas.errors import check
+from nas.modules.auxiliary import loss_with_auxiliary
 from nas.modules.base import ClassifierModule
 from nas.modules.child import load_architecture
 from nas.spaces import Architecture
@@ -81,13 +81,7 @@ class DartsEvalModule(ClassifierModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self(x)
-        logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits, y)
-        if aux is not None:
-            aux_loss = F.cross_entropy(aux, y)
-            self.log("train/aux_loss", aux_loss)
-            loss = loss + self.hparams.auxiliary_weight * aux_loss
+        loss, logits = loss_with_auxiliary(self, self(x), y, self.hparams.auxiliary_weight)
         check_finite_loss(self, loss)
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True)
